@@ -1,0 +1,191 @@
+"""gRPC discovery services on ``grpc.aio``: ADS and the per-type CDS/EDS/LDS/RDS streams.
+
+Each stream runs two coroutines: a reader that applies requests to the stream's protocol state
+(:class:`~xds_server.sotw.SotwStream`) and a writer that sends whatever is due. Snapshot changes
+only wake the writer; the writer always computes from the newest snapshot, so a slow client is
+sent the latest state rather than a backlog.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, TypeAlias
+
+import grpc
+from envoy.service.cluster.v3 import cds_pb2_grpc
+from envoy.service.discovery.v3 import ads_pb2_grpc
+from envoy.service.endpoint.v3 import eds_pb2_grpc
+from envoy.service.listener.v3 import lds_pb2_grpc
+from envoy.service.route.v3 import rds_pb2_grpc
+from google.protobuf.message import DecodeError
+
+from .cache import SnapshotCache
+from .resource import CLUSTER, ENDPOINT, LISTENER, ROUTE
+from .sotw import Limits, ProtocolError, SotwStream
+from .tracking import ClientRegistry
+
+log = logging.getLogger(__name__)
+
+# xds-protos ships no type stubs: requests and responses are typed as Any.
+Request: TypeAlias = Any
+
+
+class DiscoveryServer:
+    """Serves a :class:`SnapshotCache` to xDS clients; one instance backs every service."""
+
+    def __init__(
+        self,
+        cache: SnapshotCache,
+        registry: ClientRegistry | None = None,
+        limits: Limits | None = None,
+    ) -> None:
+        self.cache = cache
+        self.registry = registry or ClientRegistry()
+        self.limits = limits or Limits()
+        self._active: set[asyncio.Task[Any]] = set()
+
+    @property
+    def active_streams(self) -> int:
+        return len(self._active)
+
+    async def sotw(
+        self,
+        requests: AsyncIterator[Request],
+        context: grpc.aio.ServicerContext[Any, Any],
+        method: str,
+        fixed_type: str | None = None,
+    ) -> None:
+        stream = SotwStream(
+            self.cache, self.registry, method, context.peer(), fixed_type, self.limits
+        )
+        wake = asyncio.Event()
+        stream.wakeup = wake.set
+        failure: list[BaseException] = []
+
+        async def read() -> None:
+            try:
+                async for request in requests:
+                    if stream.handle_request(request):
+                        wake.set()
+            except ProtocolError as exc:
+                failure.append(exc)
+            except DecodeError as exc:
+                failure.append(
+                    ProtocolError(grpc.StatusCode.INVALID_ARGUMENT, f"malformed request: {exc}")
+                )
+            except Exception as exc:  # the client went away mid-read: just end the stream
+                log.debug("%s stream from %s ended: %r", method, context.peer(), exc)
+            finally:
+                wake.set()
+
+        reader = asyncio.create_task(read())
+        task = asyncio.current_task()
+        assert task is not None
+        self._active.add(task)
+        try:
+            while True:
+                await wake.wait()
+                wake.clear()
+                for response in stream.next_responses():
+                    await context.write(response)
+                if reader.done():
+                    break
+            if failure:
+                exc = failure[0]
+                assert isinstance(exc, ProtocolError)
+                node = stream.info.node_id if stream.info else "?"
+                log.warning(
+                    "closing %s stream from %s (node %s): %s",
+                    method,
+                    context.peer(),
+                    node,
+                    exc.message,
+                )
+                await context.abort(exc.code, exc.message)
+        finally:
+            reader.cancel()
+            self._active.discard(task)
+            stream.close()
+
+
+class _Ads(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignore[misc]
+    def __init__(self, server: DiscoveryServer) -> None:
+        self._server = server
+
+    async def StreamAggregatedResources(
+        self, requests: AsyncIterator[Request], context: Any
+    ) -> None:
+        await self._server.sotw(requests, context, "ADS")
+
+
+class _Cds(cds_pb2_grpc.ClusterDiscoveryServiceServicer):  # type: ignore[misc]
+    def __init__(self, server: DiscoveryServer) -> None:
+        self._server = server
+
+    async def StreamClusters(self, requests: AsyncIterator[Request], context: Any) -> None:
+        await self._server.sotw(requests, context, "CDS", CLUSTER)
+
+
+class _Eds(eds_pb2_grpc.EndpointDiscoveryServiceServicer):  # type: ignore[misc]
+    def __init__(self, server: DiscoveryServer) -> None:
+        self._server = server
+
+    async def StreamEndpoints(self, requests: AsyncIterator[Request], context: Any) -> None:
+        await self._server.sotw(requests, context, "EDS", ENDPOINT)
+
+
+class _Lds(lds_pb2_grpc.ListenerDiscoveryServiceServicer):  # type: ignore[misc]
+    def __init__(self, server: DiscoveryServer) -> None:
+        self._server = server
+
+    async def StreamListeners(self, requests: AsyncIterator[Request], context: Any) -> None:
+        await self._server.sotw(requests, context, "LDS", LISTENER)
+
+
+class _Rds(rds_pb2_grpc.RouteDiscoveryServiceServicer):  # type: ignore[misc]
+    def __init__(self, server: DiscoveryServer) -> None:
+        self._server = server
+
+    async def StreamRoutes(self, requests: AsyncIterator[Request], context: Any) -> None:
+        await self._server.sotw(requests, context, "RDS", ROUTE)
+
+
+def add_to_server(discovery: DiscoveryServer, server: grpc.aio.Server) -> None:
+    """Register ADS and the per-type discovery services of ``discovery`` on ``server``."""
+    ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(_Ads(discovery), server)
+    cds_pb2_grpc.add_ClusterDiscoveryServiceServicer_to_server(_Cds(discovery), server)
+    eds_pb2_grpc.add_EndpointDiscoveryServiceServicer_to_server(_Eds(discovery), server)
+    lds_pb2_grpc.add_ListenerDiscoveryServiceServicer_to_server(_Lds(discovery), server)
+    rds_pb2_grpc.add_RouteDiscoveryServiceServicer_to_server(_Rds(discovery), server)
+
+
+DEFAULT_OPTIONS: Sequence[tuple[str, Any]] = (
+    ("grpc.max_receive_message_length", 4 * 1024 * 1024),
+    ("grpc.max_send_message_length", 256 * 1024 * 1024),
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+)
+
+
+async def start_server(
+    discovery: DiscoveryServer,
+    address: str,
+    credentials: grpc.ServerCredentials | None = None,
+    options: Sequence[tuple[str, Any]] = DEFAULT_OPTIONS,
+) -> tuple[grpc.aio.Server, int]:
+    """Start a gRPC server for ``discovery`` on ``address``; returns it and the bound port."""
+    server = grpc.aio.server(options=list(options))
+    add_to_server(discovery, server)
+    if credentials is None:
+        port = server.add_insecure_port(address)
+    else:
+        port = server.add_secure_port(address, credentials)
+    if port == 0:
+        raise OSError(f"cannot listen for xDS on {address}")
+    await server.start()
+    log.info("xDS server listening on %s (port %d)", address, port)
+    return server, port
