@@ -21,6 +21,10 @@ log = logging.getLogger(__name__)
 
 NodeKeyFunc = Callable[[base_pb2.Node], str]
 Listener = Callable[[frozenset[str]], None]
+#: Called when a stream opens for a key: may ``set_snapshot`` for it (e.g. render its templates).
+KeyOpened = Callable[[str, base_pb2.Node], None]
+#: Called when the last stream of a key ends: the owner may drop per-key state.
+KeyReleased = Callable[[str], None]
 
 
 def node_key_by_id(node: base_pb2.Node) -> str:
@@ -83,6 +87,8 @@ class SnapshotCache:
         self.node_key = node_key
         self._snapshots: dict[str, Snapshot] = {}
         self._listeners: dict[str, set[Listener]] = {}
+        self.key_opened: KeyOpened | None = None
+        self.key_released: KeyReleased | None = None
 
     def keys(self) -> list[str]:
         return sorted(self._snapshots)
@@ -123,6 +129,32 @@ class SnapshotCache:
     def clear(self, key: str) -> None:
         """Forget ``key``'s snapshot (connected streams keep what they were sent)."""
         self._snapshots.pop(key, None)
+
+    def watch(self, node: base_pb2.Node, listener: Listener) -> str:
+        """Register a stream of ``node``; returns its key. The first stream of a key may make
+        the owner (``key_opened``) create the key's snapshot."""
+        key = self.node_key(node)
+        first = key not in self._listeners
+        self.add_listener(key, listener)
+        if first and self.key_opened is not None:
+            try:
+                self.key_opened(key, node)
+            except Exception:
+                log.exception("creating the snapshot of node key %r failed", key)
+        return key
+
+    def unwatch(self, key: str, listener: Listener) -> None:
+        """Unregister a stream; after the last one, ``key_released`` may drop the key."""
+        self.remove_listener(key, listener)
+        if key not in self._listeners and self.key_released is not None:
+            try:
+                self.key_released(key)
+            except Exception:
+                log.exception("releasing node key %r failed", key)
+
+    def watched_keys(self) -> list[str]:
+        """Keys with at least one connected stream."""
+        return sorted(self._listeners)
 
     def add_listener(self, key: str, listener: Listener) -> None:
         """Call ``listener(changed_types)`` whenever ``key``'s snapshot changes."""

@@ -171,7 +171,7 @@ class SotwStream:
 
     def close(self) -> None:
         if self.info is not None:
-            self.cache.remove_listener(self.info.node_key, self._on_change)
+            self.cache.unwatch(self.info.node_key, self._on_change)
             self.registry.close(self.info)
         self._subs.clear()
 
@@ -226,7 +226,7 @@ class SotwStream:
             )
         key = self.cache.node_key(node)
         self.info = self.registry.open(self.method, node, key, self.peer)
-        self.cache.add_listener(key, self._on_change)
+        self.cache.watch(node, self._on_change)
 
     def _on_change(self, types: frozenset[str]) -> None:
         self.snapshot_changed(types)
