@@ -90,7 +90,7 @@ class SnapshotCache:
         self.key_opened: KeyOpened | None = None
         self.key_released: KeyReleased | None = None
 
-    def keys(self) -> list[str]:
+    def snapshot_keys(self) -> list[str]:
         return sorted(self._snapshots)
 
     def get(self, key: str) -> Snapshot | None:

@@ -22,6 +22,7 @@ from envoy.service.route.v3 import rds_pb2_grpc
 from google.protobuf.message import DecodeError
 
 from .cache import SnapshotCache
+from .delta import DeltaStream
 from .resource import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from .sotw import Limits, ProtocolError, SotwStream
 from .tracking import ClientRegistry
@@ -60,9 +61,30 @@ class DiscoveryServer:
         stream = SotwStream(
             self.cache, self.registry, method, context.peer(), fixed_type, self.limits
         )
+        await self._run(stream, requests, context, method)
+
+    async def delta(
+        self,
+        requests: AsyncIterator[Request],
+        context: grpc.aio.ServicerContext[Any, Any],
+        method: str,
+        fixed_type: str | None = None,
+    ) -> None:
+        stream = DeltaStream(
+            self.cache, self.registry, method, context.peer(), fixed_type, self.limits
+        )
+        await self._run(stream, requests, context, method)
+
+    async def _run(
+        self,
+        stream: SotwStream | DeltaStream,
+        requests: AsyncIterator[Request],
+        context: grpc.aio.ServicerContext[Any, Any],
+        method: str,
+    ) -> None:
         wake = asyncio.Event()
         stream.wakeup = wake.set
-        failure: list[BaseException] = []
+        failure: list[ProtocolError] = []
 
         async def read() -> None:
             try:
@@ -94,7 +116,6 @@ class DiscoveryServer:
                     break
             if failure:
                 exc = failure[0]
-                assert isinstance(exc, ProtocolError)
                 node = stream.info.node_id if stream.info else "?"
                 log.warning(
                     "closing %s stream from %s (node %s): %s",
@@ -119,6 +140,11 @@ class _Ads(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignore[mis
     ) -> None:
         await self._server.sotw(requests, context, "ADS")
 
+    async def DeltaAggregatedResources(
+        self, requests: AsyncIterator[Request], context: Any
+    ) -> None:
+        await self._server.delta(requests, context, "Delta ADS")
+
 
 class _Cds(cds_pb2_grpc.ClusterDiscoveryServiceServicer):  # type: ignore[misc]
     def __init__(self, server: DiscoveryServer) -> None:
@@ -126,6 +152,9 @@ class _Cds(cds_pb2_grpc.ClusterDiscoveryServiceServicer):  # type: ignore[misc]
 
     async def StreamClusters(self, requests: AsyncIterator[Request], context: Any) -> None:
         await self._server.sotw(requests, context, "CDS", CLUSTER)
+
+    async def DeltaClusters(self, requests: AsyncIterator[Request], context: Any) -> None:
+        await self._server.delta(requests, context, "Delta CDS", CLUSTER)
 
 
 class _Eds(eds_pb2_grpc.EndpointDiscoveryServiceServicer):  # type: ignore[misc]
@@ -135,6 +164,9 @@ class _Eds(eds_pb2_grpc.EndpointDiscoveryServiceServicer):  # type: ignore[misc]
     async def StreamEndpoints(self, requests: AsyncIterator[Request], context: Any) -> None:
         await self._server.sotw(requests, context, "EDS", ENDPOINT)
 
+    async def DeltaEndpoints(self, requests: AsyncIterator[Request], context: Any) -> None:
+        await self._server.delta(requests, context, "Delta EDS", ENDPOINT)
+
 
 class _Lds(lds_pb2_grpc.ListenerDiscoveryServiceServicer):  # type: ignore[misc]
     def __init__(self, server: DiscoveryServer) -> None:
@@ -143,6 +175,9 @@ class _Lds(lds_pb2_grpc.ListenerDiscoveryServiceServicer):  # type: ignore[misc]
     async def StreamListeners(self, requests: AsyncIterator[Request], context: Any) -> None:
         await self._server.sotw(requests, context, "LDS", LISTENER)
 
+    async def DeltaListeners(self, requests: AsyncIterator[Request], context: Any) -> None:
+        await self._server.delta(requests, context, "Delta LDS", LISTENER)
+
 
 class _Rds(rds_pb2_grpc.RouteDiscoveryServiceServicer):  # type: ignore[misc]
     def __init__(self, server: DiscoveryServer) -> None:
@@ -150,6 +185,9 @@ class _Rds(rds_pb2_grpc.RouteDiscoveryServiceServicer):  # type: ignore[misc]
 
     async def StreamRoutes(self, requests: AsyncIterator[Request], context: Any) -> None:
         await self._server.sotw(requests, context, "RDS", ROUTE)
+
+    async def DeltaRoutes(self, requests: AsyncIterator[Request], context: Any) -> None:
+        await self._server.delta(requests, context, "Delta RDS", ROUTE)
 
 
 def add_to_server(discovery: DiscoveryServer, server: grpc.aio.Server) -> None:

@@ -63,9 +63,9 @@ def xds_cluster(name: str, port: int, host: str = "127.0.0.1") -> dict[str, Any]
     }
 
 
-def _grpc_source(cluster: str) -> dict[str, Any]:
+def _grpc_source(cluster: str, delta: bool = False) -> dict[str, Any]:
     return {
-        "api_type": "GRPC",
+        "api_type": "DELTA_GRPC" if delta else "GRPC",
         "transport_api_version": "V3",
         "grpc_services": [{"envoy_grpc": {"cluster_name": cluster}}],
         "set_node_on_first_message_only": True,
@@ -73,13 +73,17 @@ def _grpc_source(cluster: str) -> dict[str, Any]:
 
 
 def ads_bootstrap(
-    xds_port: int, node_id: str, node_cluster: str = "test", metadata: dict[str, Any] | None = None
+    xds_port: int,
+    node_id: str,
+    node_cluster: str = "test",
+    metadata: dict[str, Any] | None = None,
+    delta: bool = False,
 ) -> dict[str, Any]:
-    """Bootstrap for an Envoy that gets everything over one ADS stream."""
+    """Bootstrap for an Envoy that gets everything over one ADS stream (SotW or delta)."""
     return {
         "node": {"id": node_id, "cluster": node_cluster, "metadata": metadata or {}},
         "dynamic_resources": {
-            "ads_config": _grpc_source("xds_cluster"),
+            "ads_config": _grpc_source("xds_cluster", delta),
             "cds_config": {"ads": {}, "resource_api_version": "V3"},
             "lds_config": {"ads": {}, "resource_api_version": "V3"},
         },

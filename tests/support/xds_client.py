@@ -101,3 +101,61 @@ def unpack_all(response: Any) -> list[Any]:
         packed.Unpack(message)
         out.append(message)
     return out
+
+
+class DeltaClient:
+    """One delta ADS stream with explicit requests."""
+
+    def __init__(self, target: str, node_id: str = "client-1") -> None:
+        self.channel = grpc.aio.insecure_channel(target)
+        self.node = node(node_id)
+        self._first = True
+        self.call: Any = ads_pb2_grpc.AggregatedDiscoveryServiceStub(
+            self.channel
+        ).DeltaAggregatedResources()
+
+    async def send(
+        self,
+        type_url: str,
+        subscribe: Iterable[str] = (),
+        unsubscribe: Iterable[str] = (),
+        nonce: str = "",
+        initial: dict[str, str] | None = None,
+        error: str | None = None,
+    ) -> None:
+        request = discovery_pb2.DeltaDiscoveryRequest(
+            type_url=type_url,
+            resource_names_subscribe=list(subscribe),
+            resource_names_unsubscribe=list(unsubscribe),
+            response_nonce=nonce,
+            initial_resource_versions=initial or {},
+        )
+        if self._first:
+            request.node.CopyFrom(self.node)
+            self._first = False
+        if error is not None:
+            request.error_detail.CopyFrom(status_pb2.Status(code=3, message=error))
+        await self.call.write(request)
+
+    async def recv(self, timeout: float = 5.0) -> Any:
+        response = await asyncio.wait_for(self.call.read(), timeout)
+        if response is grpc.aio.EOF:
+            raise AssertionError("stream ended")
+        return response
+
+    async def ack(self, response: Any) -> None:
+        await self.send(response.type_url, nonce=response.nonce)
+
+    async def close(self) -> None:
+        self.call.cancel()
+        await self.channel.close()
+
+    async def __aenter__(self) -> DeltaClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+def delta_versions(response: Any) -> dict[str, str]:
+    return {r.name: r.version for r in response.resources}
