@@ -1,0 +1,172 @@
+"""The runnable bridge: Consul watcher → publisher → snapshot cache → xDS server, plus admin.
+
+Consul being unreachable at start is not fatal: the watcher keeps retrying, ``/readyz`` answers
+503, and no Envoy is sent anything until the first full read is published (an empty config
+from a bridge that has not read Consul yet would wipe a fleet).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+
+import grpc
+from aiohttp import web
+
+from xds_server.cache import (
+    NodeKeyFunc,
+    SnapshotCache,
+    node_key_by_cluster,
+    node_key_by_id,
+    node_key_by_metadata,
+)
+from xds_server.server import DiscoveryServer, start_server
+from xds_server.tracking import ClientRegistry
+
+from .admin import admin_app, start_admin
+from .config import Config, ConfigError
+from .consul_client import ConsulClient
+from .consul_settings import ConsulSettings, settings_from_env
+from .publisher import NodeConfigSource, Publisher
+from .resources import BuildSettings
+from .watcher import CatalogWatcher
+
+log = logging.getLogger(__name__)
+
+
+def split_host_port(value: str, what: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[V6]:PORT`` → (host, port); ValueError names ``what`` on bad input."""
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not port_text.isdigit() or not host:
+        raise ValueError(f"{what}: expected HOST:PORT, got {value!r}")
+    port = int(port_text)
+    if port > 65535:
+        raise ValueError(f"{what}: port {port} is out of range")
+    return host.strip("[]"), port
+
+
+def node_key_function(spec: str) -> NodeKeyFunc:
+    """``id`` | ``cluster`` | ``metadata:<field>``: how Envoys are grouped into snapshots."""
+    if spec == "id":
+        return node_key_by_id
+    if spec == "cluster":
+        return node_key_by_cluster
+    if spec.startswith("metadata:") and spec[len("metadata:") :]:
+        return node_key_by_metadata(spec[len("metadata:") :])
+    raise ValueError(f"node_key: expected id, cluster or metadata:<field>, got {spec!r}")
+
+
+@dataclass
+class BridgeConfig:
+    consul: ConsulSettings
+    xds_listen: str = "0.0.0.0:18000"
+    admin_listen: str = "127.0.0.1:9102"
+    node_key: str = "id"
+    debounce: float = 0.01
+    build: BuildSettings = field(default_factory=BuildSettings)
+
+
+def bridge_config(config: Config) -> BridgeConfig:
+    """The merged settings table (flags > env > file > defaults) → the parts' configuration.
+
+    Raises :class:`ConfigError` naming the key when the Consul settings do not fit together.
+    """
+    consul_keys = {
+        "address": "consul.address",
+        "token": "consul.token",
+        "token_file": "consul.token_file",
+        "ca_file": "consul.ca_file",
+        "client_cert": "consul.client_cert",
+        "client_key": "consul.client_key",
+        "ssl_verify": "consul.ssl_verify",
+        "tls_server_name": "consul.tls_server_name",
+        "datacenters": "consul.datacenters",
+        "max_connections": "consul.max_connections",
+        "wait": "consul.wait",
+        "min_interval": "consul.min_interval",
+        "include": "services.include",
+        "exclude": "services.exclude",
+        "include_tags": "services.include_tags",
+        "exclude_tags": "services.exclude_tags",
+    }
+    try:
+        consul = settings_from_env({}, **{field: config[key] for field, key in consul_keys.items()})
+    except (ValueError, OSError) as exc:
+        raise ConfigError("consul", str(exc)) from None
+    return BridgeConfig(
+        consul=consul,
+        xds_listen=config["xds.listen"],
+        admin_listen=config["admin.listen"],
+        node_key=config["xds.node_key"],
+        debounce=config["xds.debounce"],
+        build=BuildSettings(warning_is_healthy=config["services.warning_is_healthy"]),
+    )
+
+
+class Bridge:
+    """All the parts, started and stopped together."""
+
+    def __init__(self, config: BridgeConfig, node_config: NodeConfigSource | None = None) -> None:
+        self.config = config
+        self.cache = SnapshotCache(node_key_function(config.node_key))
+        self.registry = ClientRegistry()
+        self.discovery = DiscoveryServer(self.cache, self.registry)
+        self.publisher = Publisher(self.cache, config.build, node_config, config.debounce)
+        self.client = ConsulClient(config.consul)
+        self.watcher = CatalogWatcher(self.client, config.consul, self.publisher.submit)
+        self.xds_port = 0
+        self.admin_port = 0
+        self._grpc: grpc.aio.Server | None = None
+        self._admin: web.AppRunner | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def readiness(self) -> tuple[bool, str]:
+        if self.publisher.ready:
+            return True, f"serving {len(self.publisher.catalog)} services"
+        return False, "waiting for the first complete read of the Consul catalog"
+
+    async def start(self) -> None:
+        xds_host, xds_port = split_host_port(self.config.xds_listen, "xds_listen")
+        admin_host, admin_port = split_host_port(self.config.admin_listen, "admin_listen")
+        self._grpc, self.xds_port = await start_server(
+            self.discovery,
+            f"[{xds_host}]:{xds_port}" if ":" in xds_host else f"{xds_host}:{xds_port}",
+        )
+        self._admin, self.admin_port = await start_admin(
+            admin_app(self.readiness), admin_host, admin_port
+        )
+        self._tasks = [
+            asyncio.create_task(self.watcher.run(), name="consul-watcher"),
+            asyncio.create_task(self._become_ready(), name="readiness"),
+        ]
+
+    async def _become_ready(self) -> None:
+        await self.watcher.ready.wait()
+        self.publisher.set_datacenters(self.watcher.datacenters)
+        self.publisher.mark_ready()
+        log.info(
+            "ready: %d services from datacenters %s",
+            len(self.publisher.catalog),
+            ", ".join(self.watcher.datacenters),
+        )
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._grpc is not None:
+            await self._grpc.stop(grace=1.0)
+        if self._admin is not None:
+            await self._admin.cleanup()
+        await self.client.close()
+
+    async def __aenter__(self) -> Bridge:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()

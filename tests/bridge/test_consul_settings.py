@@ -1,0 +1,181 @@
+"""ConsulSettings: Consul's standard environment, explicit overrides, validation, redaction."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from bridge.consul_settings import ConsulSettings, parse_address, settings_from_env
+
+TOKEN = "s3cr3t-0000-token"
+
+
+def test_defaults_without_environment() -> None:
+    s = settings_from_env({})
+    assert (s.scheme, s.host, s.port) == ("http", "127.0.0.1", 8500)
+    assert s.address == "http://127.0.0.1:8500"
+    assert s.token == ""
+    assert s.verify is True
+    assert s.max_connections == 100
+    assert s.wait == 60.0
+    assert s.wait_param == "60s"
+    assert s.exclude == ("consul",)
+    assert s.request_timeout > 60.0 * 17 / 16
+
+
+@pytest.mark.parametrize(
+    ("addr", "expected"),
+    [
+        ("consul.local:8500", ("http", "consul.local", 8500)),
+        ("10.0.0.1", ("http", "10.0.0.1", 8500)),
+        ("http://10.0.0.1:18500", ("http", "10.0.0.1", 18500)),
+        ("https://consul.example:8501", ("https", "consul.example", 8501)),
+        ("https://consul.example", ("https", "consul.example", 443)),
+        ("[::1]:8500", ("http", "::1", 8500)),
+        ("http://[fd00::1]:8500/", ("http", "fd00::1", 8500)),
+    ],
+)
+def test_consul_http_addr_forms(addr: str, expected: tuple[str, str, int]) -> None:
+    s = settings_from_env({"CONSUL_HTTP_ADDR": addr})
+    assert (s.scheme, s.host, s.port) == expected
+
+
+def test_ipv6_address_is_bracketed_in_urls() -> None:
+    assert settings_from_env({"CONSUL_HTTP_ADDR": "[::1]:8500"}).address == "http://[::1]:8500"
+
+
+def test_consul_http_ssl_turns_on_https_and_verify_can_be_disabled() -> None:
+    env = {"CONSUL_HTTP_ADDR": "consul:8501", "CONSUL_HTTP_SSL": "true"}
+    env |= {"CONSUL_HTTP_SSL_VERIFY": "false", "CONSUL_CACERT": "/ca.pem"}
+    env |= {"CONSUL_CLIENT_CERT": "/c.pem", "CONSUL_CLIENT_KEY": "/k.pem"}
+    env |= {"CONSUL_TLS_SERVER_NAME": "server.dc1.consul"}
+    s = settings_from_env(env)
+    assert s.address == "https://consul:8501"
+    assert s.verify is False
+    assert (s.ca_file, s.client_cert, s.client_key) == ("/ca.pem", "/c.pem", "/k.pem")
+    assert s.tls_server_name == "server.dc1.consul"
+
+
+def test_explicit_values_override_environment() -> None:
+    env = {
+        "CONSUL_HTTP_ADDR": "https://from-env:8501",
+        "CONSUL_HTTP_TOKEN": "env-token",
+        "CONSUL_HTTP_SSL_VERIFY": "false",
+        "CONSUL_CACERT": "/env-ca.pem",
+    }
+    s = settings_from_env(
+        env, address="http://flag:9500", token="flag-token", ssl_verify=True, ca_file="/ca.pem"
+    )
+    assert s.address == "http://flag:9500"
+    assert s.token == "flag-token"
+    assert s.verify is True
+    assert s.ca_file == "/ca.pem"
+
+
+def test_none_and_empty_overrides_mean_not_given() -> None:
+    env = {"CONSUL_HTTP_ADDR": "env:8500", "CONSUL_HTTP_TOKEN": "env-token"}
+    s = settings_from_env(env, address=None, token="", ca_file=None)
+    assert (s.host, s.token, s.ca_file) == ("env", "env-token", None)
+
+
+def test_token_file_wins_over_token_and_is_stripped(tmp_path: Path) -> None:
+    path = tmp_path / "token"
+    path.write_text(TOKEN + "\n")
+    env = {"CONSUL_HTTP_TOKEN": "env-token", "CONSUL_HTTP_TOKEN_FILE": str(path)}
+    assert settings_from_env(env).token == TOKEN
+    assert settings_from_env(env, token="flag-token").token == "flag-token"
+    assert settings_from_env({}, token="x", token_file=str(path)).token == TOKEN
+
+
+def test_durations_lists_and_numbers_are_converted() -> None:
+    s = settings_from_env(
+        {},
+        wait="1m30s",
+        min_interval="250ms",
+        backoff_max=5,
+        datacenters="dc2, dc3,dc2",
+        include=["web-*"],
+        max_connections="40",
+    )
+    assert s.wait == 90.0
+    assert s.wait_param == "90s"
+    assert s.min_interval == 0.25
+    assert s.backoff_max == 5.0
+    assert s.datacenters == ("dc2", "dc3")
+    assert s.include == ("web-*",)
+    assert s.max_connections == 40
+    assert settings_from_env({}, wait="1500ms").wait_param == "1500ms"
+
+
+@pytest.mark.parametrize(
+    ("env", "overrides", "named"),
+    [
+        ({"CONSUL_HTTP_ADDR": "unix:///var/run/consul.sock"}, {}, "CONSUL_HTTP_ADDR"),
+        ({"CONSUL_HTTP_ADDR": "ftp://consul:21"}, {}, "CONSUL_HTTP_ADDR"),
+        ({"CONSUL_HTTP_ADDR": "consul:port"}, {}, "CONSUL_HTTP_ADDR"),
+        ({"CONSUL_HTTP_ADDR": "consul:70000"}, {}, "CONSUL_HTTP_ADDR"),
+        ({"CONSUL_HTTP_ADDR": "::1:8500"}, {}, "CONSUL_HTTP_ADDR"),
+        ({"CONSUL_HTTP_SSL": "sometimes"}, {}, "CONSUL_HTTP_SSL"),
+        ({"CONSUL_HTTP_SSL_VERIFY": "maybe"}, {}, "CONSUL_HTTP_SSL_VERIFY"),
+        ({"CONSUL_HTTP_TOKEN_FILE": "/does/not/exist"}, {}, "CONSUL_HTTP_TOKEN_FILE"),
+        ({"CONSUL_CLIENT_CERT": "/c.pem"}, {}, "CONSUL_CLIENT_KEY"),
+        ({}, {"wait": "forever"}, "wait"),
+        ({}, {"wait": "11m"}, "wait"),
+        ({}, {"max_connections": 1}, "max_connections"),
+        ({}, {"max_connections": "many"}, "max_connections"),
+        ({}, {"min_interval": -1}, "min_interval"),
+        ({}, {"colour": "blue"}, "colour"),
+    ],
+)
+def test_invalid_values_name_the_variable(
+    env: dict[str, str], overrides: dict[str, object], named: str
+) -> None:
+    with pytest.raises(ValueError, match=named):
+        settings_from_env(env, **overrides)
+
+
+def test_empty_token_file_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "token"
+    path.write_text("  \n")
+    with pytest.raises(ValueError, match=r"CONSUL_HTTP_TOKEN_FILE.*empty"):
+        settings_from_env({"CONSUL_HTTP_TOKEN_FILE": str(path)})
+
+
+def test_token_never_in_repr_str_or_logs(caplog: pytest.LogCaptureFixture) -> None:
+    s = settings_from_env({"CONSUL_HTTP_TOKEN": TOKEN})
+    assert s.token == TOKEN
+    assert TOKEN not in repr(s)
+    assert TOKEN not in str(s)
+    assert "[redacted]" in repr(s)
+    assert TOKEN not in f"{s} {s!r}"
+    with caplog.at_level(logging.DEBUG):
+        logging.getLogger("test").info("settings: %s", s)
+    assert TOKEN not in caplog.text
+    assert "token=''" in repr(ConsulSettings())
+
+
+def test_parse_address_keeps_scheme_unknown_without_prefix() -> None:
+    assert parse_address("consul:8500") == (None, "consul", 8500)
+
+
+@pytest.mark.parametrize(
+    ("name", "tags", "settings", "selected"),
+    [
+        ("web", (), {}, True),
+        ("consul", (), {}, False),
+        ("consul", (), {"exclude": ()}, True),
+        ("web-api", (), {"include": ("web-*",)}, True),
+        ("db", (), {"include": ("web-*",)}, False),
+        ("web-internal", (), {"include": ("web-*",), "exclude": ("*-internal",)}, False),
+        ("web", ("v1", "public"), {"include_tags": ("public",)}, True),
+        ("web", ("v1",), {"include_tags": ("public",)}, False),
+        ("web", ("canary-7",), {"exclude_tags": ("canary-*",)}, False),
+        ("web", ("v1",), {"exclude_tags": ("canary-*",)}, True),
+    ],
+)
+def test_matches(
+    name: str, tags: tuple[str, ...], settings: dict[str, object], selected: bool
+) -> None:
+    assert settings_from_env({}, **settings).matches(name, tags) is selected

@@ -1,0 +1,311 @@
+"""CatalogWatcher against the Consul double: per-service mode, errors, outages, DCs, selection."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+import pytest
+from tenacity import AsyncRetrying, RetryCallState
+
+from bridge.consul_client import ConsulResponse
+from bridge.consul_settings import settings_from_env
+from bridge.model import Health
+from bridge.watcher import CatalogWatcher, ServiceUpdate, WatchStatus, _Retrier
+from consul_double import ConsulDouble
+from tests.bridge.test_watcher_support import (
+    CHANGES,
+    Change,
+    Recorder,
+    Running,
+    register,
+    watching,
+    web_and_api,
+)
+
+
+@pytest.fixture
+async def consul() -> AsyncIterator[ConsulDouble]:
+    async with ConsulDouble(datacenter="dc1", extra_datacenters=("dc2",)) as double:
+        yield double
+
+
+@pytest.fixture
+async def running(consul: ConsulDouble) -> AsyncIterator[Running]:
+    web_and_api(consul)
+    async with watching(consul) as run:
+        await run.ready()
+        yield run
+
+
+def _statuses(run: Running, path_suffix: str) -> list[dict[str, object]]:
+    return [w for w in run.watcher.status()["watches"] if str(w["path"]).endswith(path_suffix)]
+
+
+async def test_initial_read_makes_ready_with_every_service(running: Running) -> None:
+    rec = running.rec
+    assert running.watcher.local_datacenter == "dc1"
+    assert running.watcher.datacenters == ("dc1",)
+    assert rec.ids("web") == {"web-1", "web-2"}
+    assert rec.ids("api") == {"api-1"}
+    assert ("consul", "dc1") not in rec.state  # excluded by default
+    web1 = rec.instance("web", "web-1")
+    assert web1 is not None
+    assert (web1.address, web1.port, web1.node, web1.datacenter) == (
+        "127.0.0.1",
+        8080,
+        "node1",
+        "dc1",
+    )
+    assert web1.tags == ("v1",)
+    assert web1.meta_dict == {"k": "v"}
+    assert (web1.weight_passing, web1.weight_warning) == (3, 1)
+    assert web1.health == Health.PASSING
+    assert all(u.received_at > 0 for u in rec.updates)
+    status = running.watcher.status()
+    assert status["ready"] is True
+    assert status["modes"] == {"dc1": "per-service"}
+    assert {w["path"] for w in status["watches"]} >= {
+        "/v1/catalog/services",
+        "/v1/health/service/web",
+        "/v1/health/service/api",
+    }
+
+
+@pytest.mark.parametrize("kind", list(CHANGES))
+async def test_each_change_kind_produces_exactly_the_right_update(
+    running: Running, kind: str
+) -> None:
+    await _assert_change(running, CHANGES[kind])
+
+
+async def _assert_change(run: Running, change: Change) -> None:
+    action, seen = change
+    mark = run.rec.mark()
+    action(run.consul)
+    await run.until(lambda: seen(run.rec), what="the change to reach the watcher")
+    updates = run.rec.since(mark)
+    assert {u.name for u in updates} == {"web"}, updates
+    assert all(u.instances for u in updates)  # never an empty or None update
+
+
+async def test_service_maintenance_off_restores_health(running: Running) -> None:
+    running.consul.set_service_maintenance("web-1", True, reason="deploy")
+    await running.until(lambda: _health(running.rec, "web-1") == Health.MAINTENANCE)
+    running.consul.set_service_maintenance("web-1", False)
+    await running.until(lambda: _health(running.rec, "web-1") == Health.PASSING)
+    running.consul.set_node_maintenance("node2", True)
+    await running.until(lambda: _health(running.rec, "web-2") == Health.MAINTENANCE)
+    running.consul.set_node_maintenance("node2", False)
+    await running.until(lambda: _health(running.rec, "web-2") == Health.PASSING)
+
+
+def _health(rec: Recorder, instance_id: str) -> Health | None:
+    found = rec.instance("web", instance_id)
+    return None if found is None else found.health
+
+
+async def test_removed_service_becomes_none_and_new_service_appears(running: Running) -> None:
+    running.consul.deregister("api-1")
+    await running.until(lambda: running.rec.state.get(("api", "dc1"), ()) is None)
+    register(running.consul, "db", "db-1", port=5432)
+    await running.until(lambda: running.rec.ids("db") == {"db-1"})
+
+
+async def test_unchanged_index_and_unchanged_body_are_not_updates(running: Running) -> None:
+    consul, rec = running.consul, running.rec
+    mark = rec.mark()
+    requests = consul.stats.requests_total
+    # Blocking queries expiring (wait=1s) return the same index: no update.
+    await running.until(lambda: consul.stats.requests_total >= requests + 4, timeout=4)
+    # Re-registering an instance unchanged bumps its index (and ModifyIndex) but not its content.
+    register(consul, "api", "api-1", port=9090, node="node1")
+    index = consul.index()
+    await running.until(
+        lambda: all(int(str(w["index"])) >= index for w in _statuses(running, "/api")),
+        what="the api watch to see the new index",
+    )
+    assert rec.since(mark) == []
+
+
+async def test_index_reset_still_delivers_changes(running: Running) -> None:
+    consul = running.consul
+    consul.reset_index()
+    register(consul, "web", "web-1", port=7777)
+    await running.until(lambda: _port(running.rec, "web-1") == 7777, what="change after reset")
+    consul.deregister("web-2")
+    await running.until(lambda: running.rec.ids("web") == {"web-1"})
+
+
+def _port(rec: Recorder, instance_id: str) -> int | None:
+    found = rec.instance("web", instance_id)
+    return None if found is None else found.port
+
+
+@pytest.mark.parametrize(
+    "fault",
+    ["http 500", "dropped connections", "429", "invalid json"],
+)
+async def test_errors_are_retried_without_empty_updates_and_recover(
+    running: Running, fault: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    consul, rec = running.consul, running.rec
+    prefix = "/v1/health/service/web"
+    if fault == "http 500":
+        consul.faults.error(status=500, body="No cluster leader", path_prefix=prefix)
+    elif fault == "dropped connections":
+        consul.faults.drop(path_prefix=prefix)
+    elif fault == "429":
+        consul.faults.too_many_requests(times=None, path_prefix=prefix)
+    else:
+        consul.faults.error(status=200, body="{not json", path_prefix=prefix)
+    mark = rec.mark()
+    with caplog.at_level(logging.DEBUG, logger="bridge.watcher"):
+        consul.deregister("web-2")
+        await running.until(
+            lambda: _web_errors(running) >= 3, what="several failed attempts on the web watch"
+        )
+        assert rec.since(mark) == []  # the last known state is kept while erroring
+        consul.faults.clear()
+        await running.until(lambda: rec.ids("web") == {"web-1"}, what="recovery")
+    assert all(u.instances for u in rec.since(mark))
+    assert "retrying in" in caplog.text
+    assert _statuses(running, "/web")[0]["failing"] == 0
+
+
+def _web_errors(run: Running) -> int:
+    return sum(int(str(w["error_count"])) for w in _statuses(run, "/v1/health/service/web"))
+
+
+async def test_a_hanging_request_times_out_and_is_retried(running: Running) -> None:
+    consul, rec = running.consul, running.rec
+    consul.faults.hang(times=1, path_prefix="/v1/health/service/web")
+    await running.until(lambda: _web_errors(running) >= 1, timeout=6, what="a timed-out request")
+    consul.deregister("web-2")
+    await running.until(lambda: rec.ids("web") == {"web-1"}, timeout=5)
+    assert "timed out" in str(_statuses(running, "/web")[0]["last_error"])
+
+
+async def test_403_is_logged_as_an_acl_problem(
+    running: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    running.consul.faults.error(status=403, body="Permission denied", times=2)
+    with caplog.at_level(logging.WARNING, logger="bridge.watcher"):
+        running.consul.deregister("web-2")
+        await running.until(lambda: running.rec.ids("web") == {"web-1"})
+    assert "ACL token" in caplog.text
+
+
+async def test_outage_keeps_state_then_recovers(running: Running) -> None:
+    consul, rec = running.consul, running.rec
+    mark = rec.mark()
+    await consul.stop()
+    await running.until(lambda: _web_errors(running) >= 2, what="errors during the outage")
+    assert rec.since(mark) == []
+    await consul.start()
+    register(consul, "web", "web-3", port=8082)
+    await running.until(lambda: rec.ids("web") == {"web-1", "web-2", "web-3"}, what="recovery")
+    assert all(u.instances for u in rec.since(mark))
+
+
+async def test_consul_down_at_start_is_not_fatal(consul: ConsulDouble) -> None:
+    web_and_api(consul)
+    await consul.stop()
+    async with watching(consul) as run:
+        await run.until(
+            lambda: int(str(run.watcher.status()["watches"][0]["error_count"])) >= 2,
+            what="failed attempts to reach the agent",
+        )
+        assert not run.watcher.ready.is_set()
+        assert run.watcher.local_datacenter is None
+        assert run.rec.updates == []
+        await consul.start()
+        await run.ready()
+        assert run.rec.ids("web") == {"web-1", "web-2"}
+
+
+async def test_several_datacenters_in_failover_order(consul: ConsulDouble) -> None:
+    web_and_api(consul)
+    register(consul, "web", "web-dc2", port=8090, datacenter="dc2")
+    async with watching(consul, datacenters=("dc2",)) as run:
+        await run.ready()
+        rec = run.rec
+        assert run.watcher.datacenters == ("dc1", "dc2")
+        assert rec.ids("web", "dc2") == {"web-dc2"}
+        assert rec.instance("web", "web-dc2", "dc2") is not None
+        assert ("api", "dc2") not in rec.state
+        mark = rec.mark()
+        register(consul, "web", "web-dc2", port=8091, datacenter="dc2")
+        await run.until(lambda: rec.instances("web", "dc2")[0].port == 8091)  # type: ignore[index]
+        assert {(u.name, u.datacenter) for u in rec.since(mark)} == {("web", "dc2")}
+        register(consul, "api", "api-dc2", datacenter="dc2")
+        await run.until(lambda: rec.ids("api", "dc2") == {"api-dc2"})
+
+
+async def test_selection_by_name_pattern_and_tags(consul: ConsulDouble) -> None:
+    web_and_api(consul)
+    register(consul, "web-admin", "admin-1", tags=["internal"])
+    register(consul, "consul", "consul-1")
+    async with watching(consul, include=("web*",), exclude_tags=("internal",)) as run:
+        await run.ready()
+        assert {name for name, _ in run.rec.state} == {"web"}
+        # web-admin loses its excluded tag: selected; web gains it: deselected (None).
+        register(consul, "web-admin", "admin-1", tags=["public"])
+        register(consul, "web", "web-1", tags=["internal"])
+        register(consul, "web", "web-2", tags=["internal"], node="node2")
+        await run.until(lambda: run.rec.ids("web-admin") == {"admin-1"})
+        await run.until(lambda: ("web", "dc1") in run.rec.state and run.rec.ids("web") is None)
+        assert ("api", "dc1") not in run.rec.state
+
+
+async def test_acl_filtered_results_warn_once(
+    running: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    headers = {"X-Consul-Index": "7", "X-Consul-Results-Filtered-By-ACLs": "true"}
+    filtered = ConsulResponse(200, 7, {}, headers, 1.0)
+    with caplog.at_level(logging.WARNING, logger="bridge.watcher"):
+        running.watcher.observe(filtered)
+        running.watcher.observe(filtered)
+        running.watcher.observe(ConsulResponse(200, 8, {}, {"X-Consul-Index": "8"}, 2.0))
+    warnings = [r for r in caplog.records if "Filtered-By-ACLs" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "token problem" in warnings[0].getMessage()
+
+
+async def test_token_is_never_logged(
+    consul: ConsulDouble, caplog: pytest.LogCaptureFixture
+) -> None:
+    web_and_api(consul)
+    consul.faults.error(status=403, body="ACL not found", times=3)
+    with caplog.at_level(logging.DEBUG):
+        async with watching(consul, token=SECRET_TOKEN) as run:
+            await run.ready()
+            run.watcher.status()
+    assert "ACL" in caplog.text
+    assert SECRET_TOKEN not in caplog.text
+    assert SECRET_TOKEN not in repr(run.watcher.status())
+
+
+SECRET_TOKEN = "tok-9f3e-secret-value"
+
+
+async def test_updates_emitted_together_arrive_in_one_batch() -> None:
+    calls: list[list[ServiceUpdate]] = []
+    watcher = CatalogWatcher(None, settings_from_env({}), calls.append)  # type: ignore[arg-type]
+    watcher.emit(ServiceUpdate("a", "dc1", (), 1.0))
+    watcher.emit(ServiceUpdate("b", "dc1", None, 1.0))
+    assert calls == []
+    await asyncio.sleep(0)
+    assert [[u.name for u in batch] for batch in calls] == [["a", "b"]]
+
+
+def test_backoff_doubles_with_jitter_up_to_the_cap() -> None:
+    settings = settings_from_env({}, backoff_base="250ms", backoff_max="2s")
+    retrier = _Retrier(settings, WatchStatus("/x", "dc1", "test"))
+    for attempt, ceiling in [(1, 0.25), (2, 0.5), (3, 1.0), (4, 2.0), (10, 2.0), (100, 2.0)]:
+        state = RetryCallState(AsyncRetrying(), None, (), {})
+        state.attempt_number = attempt
+        delays = {retrier.backoff(state) for _ in range(50)}
+        assert all(ceiling / 2 <= d <= ceiling for d in delays), (attempt, delays)
+        assert len(delays) > 1  # jittered
