@@ -10,10 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 from aiohttp import web
+from envoy.config.core.v3 import base_pb2
 
 from xds_server.cache import (
     NodeKeyFunc,
@@ -25,10 +28,13 @@ from xds_server.cache import (
 from xds_server.server import DiscoveryServer, start_server
 from xds_server.tracking import ClientRegistry
 
-from .admin import admin_app, start_admin
+from . import debug
+from .admin import AdminViews, JsonView, admin_app, start_admin
 from .config import Config, ConfigError
 from .consul_client import ConsulClient
 from .consul_settings import ConsulSettings, settings_from_env
+from .logs import StreamEventLogger
+from .metrics import Metrics, XdsMetricsObserver
 from .publisher import NodeConfigSource, Publisher
 from .resources import BuildSettings
 from .watcher import CatalogWatcher
@@ -111,10 +117,19 @@ class Bridge:
     def __init__(self, config: BridgeConfig, node_config: NodeConfigSource | None = None) -> None:
         self.config = config
         self.cache = SnapshotCache(node_key_function(config.node_key))
+        self.metrics = Metrics()
         self.registry = ClientRegistry()
+        self.registry.add_observer(XdsMetricsObserver(self.metrics, self.registry))
+        self.registry.add_observer(StreamEventLogger())
         self.discovery = DiscoveryServer(self.cache, self.registry)
-        self.publisher = Publisher(self.cache, config.build, node_config, config.debounce)
-        self.client = ConsulClient(config.consul)
+        self.publisher = Publisher(
+            self.cache, config.build, node_config, config.debounce, self._rebuilt
+        )
+        self.client = ConsulClient(
+            config.consul,
+            on_request=self._consul_request,
+            on_connections=self.metrics.consul_connections.set,
+        )
         self.watcher = CatalogWatcher(self.client, config.consul, self.publisher.submit)
         self.xds_port = 0
         self.admin_port = 0
@@ -134,13 +149,48 @@ class Bridge:
             self.discovery,
             f"[{xds_host}]:{xds_port}" if ":" in xds_host else f"{xds_host}:{xds_port}",
         )
-        self._admin, self.admin_port = await start_admin(
-            admin_app(self.readiness), admin_host, admin_port
-        )
+        views = AdminViews(self.readiness, self.metrics.registry, self.debug_views())
+        self._admin, self.admin_port = await start_admin(admin_app(views), admin_host, admin_port)
         self._tasks = [
             asyncio.create_task(self.watcher.run(), name="consul-watcher"),
             asyncio.create_task(self._become_ready(), name="readiness"),
         ]
+
+    # ------------------------------------------------------------ operations hooks
+    def _consul_request(self, outcome: str) -> None:
+        self.metrics.consul_requests.labels(outcome).inc()
+        if outcome == "ok":
+            self.metrics.consul_contact()
+
+    def _rebuilt(self, publisher: Publisher, seconds: float) -> None:
+        self.metrics.snapshot_build.observe(seconds)
+        self.metrics.resources.labels("cluster").set(len(publisher.clusters))
+        self.metrics.resources.labels("endpoint").set(len(publisher.endpoints))
+        self.metrics.catalog_services.set(len(publisher.catalog))
+
+    def debug_views(self) -> dict[str, JsonView]:
+        """``/debug/clients``, ``/debug/resources?node=ID[&cluster=C]``, ``/debug/consul``."""
+
+        def clients(query: Mapping[str, str]) -> tuple[int, Any]:
+            return 200, debug.clients_view(self.registry)
+
+        def resources(query: Mapping[str, str]) -> tuple[int, Any]:
+            node_id = query.get("node", "")
+            if not node_id:
+                return 400, {"error": "missing query parameter: node=<node id>"}
+            streams = self.registry.by_node(node_id)
+            if streams:
+                key = streams[0].node_key
+            else:  # not connected: the key it would get (pass cluster= when keyed by cluster)
+                key = self.cache.node_key(
+                    base_pb2.Node(id=node_id, cluster=query.get("cluster", ""))
+                )
+            return 200, debug.resources_view(node_id, key, self.cache.get(key))
+
+        def consul(query: Mapping[str, str]) -> tuple[int, Any]:
+            return 200, self.watcher.status()
+
+        return {"clients": clients, "resources": resources, "consul": consul}
 
     async def _become_ready(self) -> None:
         await self.watcher.ready.wait()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -74,7 +74,9 @@ class Publisher:
         settings: BuildSettings | None = None,
         node_config: NodeConfigSource | None = None,
         debounce: float = 0.01,
+        on_rebuilt: Callable[[Publisher, float], None] | None = None,
     ) -> None:
+        """``on_rebuilt(publisher, seconds)`` is called after each rebuild (for metrics)."""
         self.cache = cache
         self.settings = settings or BuildSettings()
         self.node_config = node_config
@@ -89,7 +91,7 @@ class Publisher:
         self._last_flush = float("-inf")
         self._warned: set[str] = set()
         self.ready = False
-        self.build_seconds_total = 0.0
+        self.on_rebuilt = on_rebuilt
         cache.key_opened = self._key_opened
         cache.key_released = self._key_released
 
@@ -167,9 +169,10 @@ class Publisher:
                 self._endpoints = self._endpoints.with_changes(remove=[name])
         self._clusters = self._clusters.with_changes(upsert_clusters, remove)
         self._endpoints = self._endpoints.with_changes(upsert_endpoints, remove)
-        self.build_seconds_total += time.perf_counter() - started
         if self.ready:
             self._publish_all(services_changed)
+        if self.on_rebuilt is not None:
+            self.on_rebuilt(self, time.perf_counter() - started)
 
     def _publish_all(self, services_changed: bool) -> None:
         for key in self.cache.snapshot_keys():

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import collections
-from collections.abc import Iterable
+import contextlib
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
 from typing import Any
 
-from tests.support.backends import get
-from tests.support.envoy import ads_bootstrap
+from bridge.app import Bridge, BridgeConfig
+from bridge.consul_settings import settings_from_env
+from consul_double import ConsulDouble
+from tests.support.backends import Backend, backends, get
+from tests.support.envoy import Envoy, ads_bootstrap
+from tests.support.ports import free_port
+from tests.support.waiting import eventually
 
 
 def static_ingress(port: int, services: Iterable[str]) -> dict[str, Any]:
@@ -73,3 +80,66 @@ async def answers(port: int, host: str, requests: int = 12) -> collections.Count
         status, body = await get(port, host=host)
         seen[body if status == 200 else f"HTTP {status}"] += 1
     return seen
+
+
+@dataclass
+class Stack:
+    """The Consul double (dc1 + dc2), a bridge, a real Envoy and HTTP backends answering with
+    their names. web-1 (node1) and web-2 (node2) are registered; web-dc2 and api-1 are not."""
+
+    consul: ConsulDouble
+    bridge: Bridge
+    envoy: Envoy
+    ingress: int
+    backends: dict[str, Backend]
+
+    async def traffic(self, host: str = "web") -> set[str]:
+        return set(await answers(self.ingress, host))
+
+    async def follows(self, expected: set[str], host: str = "web", what: str = "") -> None:
+        await eventually(
+            lambda: self.traffic(host),
+            lambda seen: seen == expected,
+            timeout=10,
+            what=what or f"traffic to {host} reaching exactly {sorted(expected)}",
+        )
+
+    def register(self, instance: str, service: str = "web", **kwargs: object) -> None:
+        self.consul.register(
+            service,
+            id=instance,
+            address=str(kwargs.pop("address", "127.0.0.1")),
+            port=self.backends[instance].port,
+            check_status=kwargs.pop("check_status", "passing"),  # type: ignore[arg-type]
+            node=str(kwargs.pop("node", "node1")),
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+
+def bridge_config(consul: ConsulDouble, **consul_overrides: object) -> BridgeConfig:
+    settings = settings_from_env({}, address=consul.url, wait="2s", **consul_overrides)
+    return BridgeConfig(consul=settings, xds_listen="127.0.0.1:0", admin_listen="127.0.0.1:0")
+
+
+@contextlib.asynccontextmanager
+async def running_stack(node_id: str) -> AsyncIterator[Stack]:
+    names = ["web-1", "web-2", "web-dc2", "api-1"]
+    async with (
+        backends(*names) as started,
+        ConsulDouble(datacenter="dc1", extra_datacenters=("dc2",)) as consul,
+    ):
+        by_name = {b.name: b for b in started}
+        partial = Stack(consul, None, None, free_port(), by_name)  # type: ignore[arg-type]
+        partial.register("web-1")
+        partial.register("web-2", node="node2")
+        async with Bridge(bridge_config(consul, datacenters=("dc2",))) as bridge:
+            await eventually(lambda: _ready(bridge), timeout=10, what="bridge ready")
+            bootstrap = bridge_bootstrap(bridge.xds_port, node_id, partial.ingress, ["web", "api"])
+            async with Envoy(bootstrap) as envoy:
+                partial.bridge = bridge
+                partial.envoy = envoy
+                yield partial
+
+
+async def _ready(bridge: Bridge) -> bool:
+    return bridge.readiness()[0]

@@ -1,0 +1,74 @@
+"""JSON views for the admin listener's ``/debug/*`` endpoints (pure functions, no I/O)."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from google.protobuf import json_format
+
+from xds_server.cache import Snapshot
+from xds_server.resource import ADS_ORDER, SHORT_NAMES
+from xds_server.tracking import ClientRegistry, StreamInfo
+
+
+def _when(timestamp: float) -> str:
+    return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).isoformat(timespec="seconds")
+
+
+def stream_view(stream: StreamInfo) -> dict[str, Any]:
+    types: dict[str, Any] = {}
+    for type_url in ADS_ORDER:
+        state = stream.types.get(type_url)
+        if state is None:
+            continue
+        nack = state.last_nack
+        types[SHORT_NAMES[type_url]] = {
+            "version_sent": state.version_sent,
+            "version_acked": state.version_acked,
+            "in_sync": state.version_sent is not None and state.version_sent == state.version_acked,
+            "resources_sent": state.resources_sent,
+            "wildcard": state.wildcard,
+            "subscribed": state.subscribed[:50],
+            "subscribed_count": len(state.subscribed),
+            "last_nack": None
+            if nack is None
+            else {"version": nack.version, "message": nack.message, "at": _when(nack.time)},
+        }
+    return {
+        "node_id": stream.node_id,
+        "node_cluster": stream.node_cluster,
+        "node_key": stream.node_key,
+        "user_agent": stream.user_agent,
+        "api": stream.method,
+        "peer": stream.peer,
+        "since": _when(stream.connected_at),
+        "types": types,
+    }
+
+
+def clients_view(registry: ClientRegistry) -> dict[str, Any]:
+    streams = sorted(registry.streams.values(), key=lambda s: (s.node_id, s.stream_id))
+    return {"count": len(streams), "clients": [stream_view(s) for s in streams]}
+
+
+def resources_view(node_id: str, key: str, snapshot: Snapshot | None) -> dict[str, Any]:
+    if snapshot is None:
+        return {"node": node_id, "node_key": key, "resources": None}
+    out: dict[str, Any] = {}
+    for type_url in ADS_ORDER:
+        resources = snapshot.get(type_url)
+        out[SHORT_NAMES[type_url]] = {
+            "version": resources.version,
+            "items": [
+                {
+                    "name": name,
+                    "version": resource.version,
+                    "resource": json_format.MessageToDict(
+                        resource.message, preserving_proto_field_name=True
+                    ),
+                }
+                for name, resource in sorted(resources.items())
+            ],
+        }
+    return {"node": node_id, "node_key": key, "resources": out}
