@@ -131,8 +131,11 @@ class DeltaStream:
             if name not in sub.names:
                 sub.names.add(name)
                 sub.dirty = True
-            # A (re-)subscription asks for the resource even if we believe the client has it.
-            sub.force.add(name)
+            # A (re-)subscription asks for the resource even if we believe the client has it,
+            # unless the client said which version it holds (a reconnect): then only a
+            # different version is sent.
+            if name not in request.initial_resource_versions:
+                sub.force.add(name)
             sub.told_missing.discard(name)
         for name in unsubscribe:
             if name == WILDCARD:

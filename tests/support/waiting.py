@@ -33,3 +33,12 @@ async def eventually(
         f"timed out after {timeout}s waiting for {what}; last value: {last!r:.2000}"
         + (f"; last error: {last_error!r}" if last_error else "")
     )
+
+
+async def until(condition: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
+    """Poll a plain (synchronous) condition until it holds."""
+
+    async def probe() -> bool:
+        return condition()
+
+    await eventually(probe, timeout=timeout, what=what or "condition")

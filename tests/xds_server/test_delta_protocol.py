@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tests.conftest import XdsServer
+from tests.support.waiting import until
 from tests.support.xds_client import DeltaClient, delta_versions
 from tests.support.xds_resources import eds_cluster, load_assignment, route_config
 from xds_server.cache import Snapshot
@@ -42,6 +43,16 @@ async def test_reconnect_with_initial_versions_gets_only_what_differs(xds: XdsSe
         assert response.type_url == ROUTE
 
 
+async def test_named_resubscription_on_reconnect_sends_only_what_differs(xds: XdsServer) -> None:
+    xds.cache.set_snapshot(NODE, snapshot(["a", "b"]))
+    held = {name: r.version for name, r in xds.cache.get(NODE).get(ENDPOINT).items()}  # type: ignore[union-attr]
+    xds.cache.update_resources(NODE, ENDPOINT, [load_assignment("b", [9999])])
+    async with DeltaClient(xds.target) as client:
+        await client.send(ENDPOINT, subscribe=["a", "b"], initial=held)
+        update = await client.recv()
+        assert sorted(delta_versions(update)) == ["b"]  # "a" is held at the current version
+
+
 async def test_named_subscriptions_missing_names_and_unsubscribe(xds: XdsServer) -> None:
     xds.cache.set_snapshot(NODE, snapshot(["a"]))
     async with DeltaClient(xds.target) as client:
@@ -55,6 +66,8 @@ async def test_named_subscriptions_missing_names_and_unsubscribe(xds: XdsServer)
         assert sorted(delta_versions(appeared)) == ["ghost"]
         await client.ack(appeared)
         await client.send(ENDPOINT, unsubscribe=["a"], nonce=appeared.nonce)
+        (stream,) = xds.registry.by_node(NODE)
+        await until(lambda: stream.state(ENDPOINT).subscribed == ["ghost"], what="unsubscribed")
         xds.cache.update_resources(NODE, ENDPOINT, [load_assignment("a", [9001])])
         xds.cache.update_resources(NODE, ENDPOINT, [load_assignment("ghost", [9002])])
         only_ghost = await client.recv()
