@@ -34,9 +34,10 @@ from .config import Config, ConfigError
 from .consul_client import ConsulClient
 from .consul_settings import ConsulSettings, settings_from_env
 from .logs import StreamEventLogger
-from .metrics import Metrics, XdsMetricsObserver
+from .metrics import Metrics, TemplateErrorsCollector, XdsMetricsObserver
 from .publisher import NodeConfigSource, Publisher
 from .resources import BuildSettings
+from .templating import TemplateSource
 from .watcher import CatalogWatcher
 
 log = logging.getLogger(__name__)
@@ -125,6 +126,13 @@ class Bridge:
         self.publisher = Publisher(
             self.cache, config.build, node_config, config.debounce, self._rebuilt
         )
+        self.templates = node_config if isinstance(node_config, TemplateSource) else None
+        if self.templates is not None:
+            templates = self.templates
+            templates.on_change = self.publisher.republish
+            self.metrics.registry.register(
+                TemplateErrorsCollector(lambda: templates.render_errors_total)
+            )
         self.client = ConsulClient(
             config.consul,
             on_request=self._consul_request,
@@ -151,6 +159,8 @@ class Bridge:
         )
         views = AdminViews(self.readiness, self.metrics.registry, self.debug_views())
         self._admin, self.admin_port = await start_admin(admin_app(views), admin_host, admin_port)
+        if self.templates is not None:
+            await self.templates.start()
         self._tasks = [
             asyncio.create_task(self.watcher.run(), name="consul-watcher"),
             asyncio.create_task(self._become_ready(), name="readiness"),
@@ -169,7 +179,8 @@ class Bridge:
         self.metrics.catalog_services.set(len(publisher.catalog))
 
     def debug_views(self) -> dict[str, JsonView]:
-        """``/debug/clients``, ``/debug/resources?node=ID[&cluster=C]``, ``/debug/consul``."""
+        """``/debug/clients``, ``/debug/resources?node=ID[&cluster=C]``, ``/debug/consul``,
+        ``/debug/templates`` (sets and the latest error per node key)."""
 
         def clients(query: Mapping[str, str]) -> tuple[int, Any]:
             return 200, debug.clients_view(self.registry)
@@ -190,7 +201,17 @@ class Bridge:
         def consul(query: Mapping[str, str]) -> tuple[int, Any]:
             return 200, self.watcher.status()
 
-        return {"clients": clients, "resources": resources, "consul": consul}
+        def templates(query: Mapping[str, str]) -> tuple[int, Any]:
+            if self.templates is None:
+                return 200, {"template_sets": [], "errors": {}}
+            return 200, debug.templates_view(self.templates)
+
+        return {
+            "clients": clients,
+            "resources": resources,
+            "consul": consul,
+            "templates": templates,
+        }
 
     async def _become_ready(self) -> None:
         await self.watcher.ready.wait()
@@ -203,15 +224,21 @@ class Bridge:
         )
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        """Close xDS streams, cancel Consul requests, stop the admin listener (idempotent)."""
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.templates is not None:
+            await self.templates.stop()
         if self._grpc is not None:
-            await self._grpc.stop(grace=1.0)
+            grpc_server, self._grpc = self._grpc, None
+            await grpc_server.stop(grace=1.0)
         if self._admin is not None:
-            await self._admin.cleanup()
+            admin, self._admin = self._admin, None
+            await admin.cleanup()
         await self.client.close()
 
     async def __aenter__(self) -> Bridge:

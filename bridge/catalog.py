@@ -34,6 +34,8 @@ class Catalog:
         self._datacenters: tuple[str, ...] = tuple(datacenters)
         self._services: dict[str, dict[str, tuple[Instance, ...]]] = {}
         self._changed_at: dict[str, float] = {}
+        #: Bumped on every change, so readers can tell "unchanged" in O(1).
+        self.generation = 0
 
     @property
     def datacenters(self) -> tuple[str, ...]:
@@ -46,6 +48,7 @@ class Catalog:
         if new == self._datacenters:
             return set()
         self._datacenters = new
+        self.generation += 1
         return set(self._services)
 
     def apply(self, updates: Iterable[ServiceUpdate]) -> dict[str, float]:
@@ -68,6 +71,8 @@ class Catalog:
             received = update.received_at or time.monotonic()
             changed[update.name] = min(changed.get(update.name, received), received)
             self._changed_at[update.name] = received
+        if changed:
+            self.generation += 1
         return changed
 
     def names(self) -> list[str]:

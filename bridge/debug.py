@@ -11,6 +11,8 @@ from xds_server.cache import Snapshot
 from xds_server.resource import ADS_ORDER, SHORT_NAMES
 from xds_server.tracking import ClientRegistry, StreamInfo
 
+from .templating import TemplateSource
+
 
 def _when(timestamp: float) -> str:
     return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).isoformat(timespec="seconds")
@@ -72,3 +74,16 @@ def resources_view(node_id: str, key: str, snapshot: Snapshot | None) -> dict[st
             ],
         }
     return {"node": node_id, "node_key": key, "resources": out}
+
+
+def templates_view(source: TemplateSource) -> dict[str, Any]:
+    return {
+        "directory": str(source.directory),
+        "template_sets": sorted(source.sets),
+        "default_set": source.default_set,
+        "render_errors_total": dict(source.render_errors_total),
+        "errors": {
+            key: {"template_set": e.template_set, "message": e.message, "at": _when(e.at)}
+            for key, e in sorted(source.errors.items())
+        },
+    }

@@ -7,16 +7,19 @@ bridges in one process). Names follow Prometheus conventions: base units, ``_sec
 Push latency is measured from the moment the bridge received the Consul response that carried a
 change (the resource's ``origin_time``) to the moment a node ACKed the first version containing
 it: one observation per node, type and change. A change first sent in a version the node
-rejected is carried over to the next version sent to it.
+rejected is carried over to the next version sent to it. What a stream receives because it just
+connected (changes older than the stream) is not a push and is not observed.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from xds_server.resource import SHORT_NAMES
 from xds_server.tracking import BaseObserver, ClientRegistry, Nack, StreamInfo
@@ -92,12 +95,6 @@ class Metrics:
             "Seconds since the last successful Consul response (-1: never).",
             registry=r,
         )
-        self.template_errors = Counter(
-            "consul_xds_template_render_errors_total",
-            "Template renders that failed (the node kept its last good config).",
-            ["template_set"],
-            registry=r,
-        )
         self.snapshot_build = Histogram(
             "consul_xds_snapshot_build_duration_seconds",
             "Time to rebuild resources and snapshots after a catalog change.",
@@ -126,11 +123,13 @@ class XdsMetricsObserver(BaseObserver):
         self.metrics = metrics
         self.registry = registry
         self._inflight: dict[tuple[int, str], _InFlight] = {}
+        self._opened: dict[int, float] = {}
 
     def _nodes_changed(self) -> None:
         self.metrics.connected_clients.set(len({s.node_id for s in self.registry.streams.values()}))
 
     def stream_opened(self, stream: StreamInfo) -> None:
+        self._opened[stream.stream_id] = self.metrics.clock()
         self.metrics.streams.labels(stream.method.lower()).inc()
         self._nodes_changed()
 
@@ -138,6 +137,7 @@ class XdsMetricsObserver(BaseObserver):
         self.metrics.streams.labels(stream.method.lower()).dec()
         for key in [k for k in self._inflight if k[0] == stream.stream_id]:
             del self._inflight[key]
+        self._opened.pop(stream.stream_id, None)
         self._nodes_changed()
 
     def response_sent(
@@ -154,7 +154,9 @@ class XdsMetricsObserver(BaseObserver):
         self.metrics.resources_sent.labels(kind).inc(resources)
         entry = self._inflight.setdefault((stream.stream_id, type_url), _InFlight())
         entry.nonce = nonce
-        entry.origins = set(origin_times) | entry.carried
+        # Changes older than the stream are its initial state, not a push: not observed.
+        opened = self._opened.get(stream.stream_id, float("-inf"))
+        entry.origins = {t for t in origin_times if t >= opened} | entry.carried
         entry.carried = set()
 
     def acked(self, stream: StreamInfo, type_url: str, version: str, nonce: str) -> None:
@@ -174,3 +176,20 @@ class XdsMetricsObserver(BaseObserver):
         if entry is not None:
             entry.carried |= entry.origins
             entry.origins = set()
+
+
+class TemplateErrorsCollector(Collector):
+    """``consul_xds_template_render_errors_total``, read from the template source's counts."""
+
+    def __init__(self, counts: Callable[[], Mapping[str, int]]) -> None:
+        self.counts = counts
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "consul_xds_template_render_errors",
+            "Template renders that failed (the node kept its last good config).",
+            labels=["template_set"],
+        )
+        for template_set, count in sorted(self.counts().items()):
+            family.add_metric([template_set], count)
+        yield family

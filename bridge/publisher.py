@@ -47,6 +47,10 @@ class NodeConfigSource(Protocol):
         """Resources for ``key``; None keeps what the key has (e.g. after a template error)."""
         ...
 
+    def key_released(self, key: str) -> None:
+        """The last stream of ``key`` went: forget what is kept for it."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class _NodeExtras:
@@ -208,6 +212,8 @@ class Publisher:
         self._nodes.pop(key, None)
         self._extras.pop(key, None)
         self.cache.clear(key)
+        if self.node_config is not None:
+            self.node_config.key_released(key)
 
     @property
     def clusters(self) -> ResourceSet:

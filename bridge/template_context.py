@@ -1,0 +1,343 @@
+"""What templates see (the node, the services, free variables) and which template set a node gets.
+
+Everything here is pure: no files, no Jinja. :mod:`bridge.templating` renders with it.
+
+Services are described by :class:`ServiceContext`. Its *volatile* fields (``healthy``, ``total``,
+``ports``) change with instances coming and going; they are part of a render's cache key only
+when a template set names them (see :func:`volatile_fields_read`), so an endpoint-only change
+re-renders nothing for sets that do not read them.
+"""
+
+from __future__ import annotations
+
+import collections
+import fnmatch
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import jinja2
+from envoy.config.core.v3 import base_pb2, health_check_pb2
+from google.protobuf import json_format
+
+from .model import Instance, ServiceView
+from .resources import BuildSettings, cluster_name, endpoint_health, service_options
+
+#: Service fields that change with instances (not with the service set); keyed only when read.
+VOLATILE_SERVICE_FIELDS: tuple[str, ...] = ("healthy", "total", "ports")
+
+#: Node fields a template can read, in the order they enter a cache key.
+NODE_FIELDS: tuple[str, ...] = (
+    "id",
+    "cluster",
+    "metadata",
+    "locality",
+    "user_agent",
+    "user_agent_version",
+    "is_grpc",
+    "is_envoy",
+)
+
+
+# ---------------------------------------------------------------- node
+@dataclass(frozen=True, slots=True)
+class NodeContext:
+    """The requesting node, as templates see it (``node.id``, ``node.metadata.ingress_port``…)."""
+
+    id: str
+    cluster: str
+    metadata: dict[str, Any] = field(hash=False, compare=False)
+    locality: dict[str, str] = field(hash=False, compare=False)
+    user_agent: str = ""
+    user_agent_version: str = ""
+
+    @property
+    def is_grpc(self) -> bool:
+        """A proxyless gRPC client (its xDS client reports a user agent starting with gRPC)."""
+        return self.user_agent.lower().startswith("grpc")
+
+    @property
+    def is_envoy(self) -> bool:
+        return self.user_agent.lower().startswith("envoy")
+
+    def key_part(self, fields: Iterable[str]) -> tuple[tuple[str, str], ...]:
+        """The values of ``fields`` (canonical JSON), for a render cache key."""
+        return tuple(
+            (name, json.dumps(getattr(self, name), sort_keys=True, default=str)) for name in fields
+        )
+
+
+def node_context(node: base_pb2.Node) -> NodeContext:
+    version = node.user_agent_version
+    if not version and node.HasField("user_agent_build_version"):
+        version = str(node.user_agent_build_version.version)
+    return NodeContext(
+        id=str(node.id),
+        cluster=str(node.cluster),
+        metadata=json_format.MessageToDict(node.metadata),
+        locality={
+            "region": str(node.locality.region),
+            "zone": str(node.locality.zone),
+            "sub_zone": str(node.locality.sub_zone),
+        },
+        user_agent=str(node.user_agent_name),
+        user_agent_version=str(version),
+    )
+
+
+# ---------------------------------------------------------------- services
+@dataclass(frozen=True, slots=True)
+class ServiceContext:
+    """One Consul service, as templates see it (``svc.name``, ``svc.cluster``, ``svc.protocol``…).
+
+    ``meta`` is the service meta agreed by the instances (the most common value per key);
+    ``datacenters`` lists the datacenters where the service has instances, in failover order;
+    ``healthy`` counts the instances that receive traffic, ``total`` all of them, and ``ports``
+    the distinct instance ports (sorted).
+    """
+
+    name: str
+    cluster: str
+    protocol: str
+    tags: tuple[str, ...]
+    meta_items: tuple[tuple[str, str], ...]
+    datacenters: tuple[str, ...]
+    healthy: int
+    total: int
+    ports: tuple[int, ...]
+
+    @property
+    def meta(self) -> dict[str, str]:
+        return dict(self.meta_items)
+
+    @property
+    def is_grpc(self) -> bool:
+        """HTTP/2 upstream (meta ``xds-protocol`` grpc or http2)."""
+        return self.protocol in ("grpc", "http2")
+
+    def key_part(self, volatile: tuple[str, ...]) -> tuple[Any, ...]:
+        """The fields a render may depend on: all stable ones and the ``volatile`` ones named."""
+        stable = (self.name, self.cluster, self.protocol, self.tags, self.meta_items)
+        return (*stable, self.datacenters, *(getattr(self, name) for name in volatile))
+
+
+def agreed_meta(instances: Iterable[Instance]) -> tuple[tuple[str, str], ...]:
+    """Meta across instances: per key the most common value, ties → the smallest."""
+    counts: dict[str, collections.Counter[str]] = {}
+    for instance in instances:
+        for key, value in instance.meta:
+            counts.setdefault(key, collections.Counter())[value] += 1
+    return tuple(
+        (key, min(values.items(), key=lambda item: (-item[1], item[0]))[0])
+        for key, values in sorted(counts.items())
+    )
+
+
+def service_context(view: ServiceView, settings: BuildSettings) -> ServiceContext:
+    instances = list(view.all_instances())
+    options, _warnings = service_options(view, settings)  # warnings: logged by the publisher
+    healthy = sum(
+        1 for i in instances if endpoint_health(i, settings)[0] != health_check_pb2.UNHEALTHY
+    )
+    return ServiceContext(
+        name=view.name,
+        cluster=cluster_name(view.name, settings),
+        protocol=options.protocol,
+        tags=view.tags,
+        meta_items=agreed_meta(instances),
+        datacenters=tuple(dc for dc in view.datacenters if view.instances.get(dc)),
+        healthy=healthy,
+        total=len(instances),
+        ports=tuple(sorted({i.port for i in instances if i.port})),
+    )
+
+
+class ServiceContexts:
+    """Service contexts of a catalog, rebuilt only for services whose instances changed.
+
+    ``token(volatile)`` is a small integer standing for the service list with the ``volatile``
+    fields named: equal tokens mean equal lists, so a render cache key stays cheap to hash.
+    """
+
+    def __init__(self, settings: BuildSettings) -> None:
+        self.settings = settings
+        self._memo: dict[str, tuple[tuple[tuple[str, int], ...], ServiceView, ServiceContext]] = {}
+        self.services: tuple[ServiceContext, ...] = ()
+        self._tokens: dict[tuple[Any, ...], int] = {}
+        self._current: dict[tuple[str, ...], int] = {}
+        self._next_token = 0
+
+    def update(self, views: Sequence[ServiceView]) -> None:
+        """Bring the contexts in line with ``views`` (cheap when nothing changed)."""
+        services: list[ServiceContext] = []
+        memo: dict[str, tuple[tuple[tuple[str, int], ...], ServiceView, ServiceContext]] = {}
+        for view in views:
+            # Catalog views share the instance tuples of unchanged services: identity suffices.
+            identity = tuple((dc, id(view.instances.get(dc, ()))) for dc in view.datacenters)
+            old = self._memo.get(view.name)
+            if old is not None and old[0] == identity:
+                memo[view.name] = (identity, view, old[2])
+            else:
+                memo[view.name] = (identity, view, service_context(view, self.settings))
+            services.append(memo[view.name][2])
+        self._memo = memo  # holding the views keeps the identities above from being reused
+        new = tuple(services)
+        if len(new) != len(self.services) or any(
+            a is not b for a, b in zip(new, self.services, strict=True)
+        ):
+            self.services = new
+            self._current.clear()
+
+    def token(self, volatile: tuple[str, ...]) -> int:
+        found = self._current.get(volatile)
+        if found is not None:
+            return found
+        key = (volatile, *(s.key_part(volatile) for s in self.services))
+        token = self._tokens.get(key)
+        if token is None:
+            if len(self._tokens) > 4096:
+                self._tokens.clear()
+            self._next_token += 1
+            token = self._tokens[key] = self._next_token
+        self._current[volatile] = token
+        return token
+
+
+# ---------------------------------------------------------------- what a set reads
+_LEXER = jinja2.Environment()
+
+
+def _tokens(source: str) -> list[tuple[str, str]] | None:
+    """(type, value) of the Jinja tokens of ``source`` (text outside tags is one ``data``
+    token; string literals are ``string``); None when it does not lex."""
+    try:
+        return [(token.type, str(token.value)) for token in _LEXER.lexer.tokenize(source)]
+    except jinja2.TemplateSyntaxError:
+        return None
+
+
+def node_fields_read(sources: Iterable[str]) -> tuple[str, ...]:
+    """Node fields the sources may read: ``node.<field>`` and ``node["<field>"]`` in Jinja code.
+    Any other use of the name ``node`` (aliasing it, passing it to a macro) means all fields;
+    so does a source that does not lex."""
+    used: set[str] = set()
+    for source in sources:
+        tokens = _tokens(source)
+        if tokens is None:
+            return NODE_FIELDS
+        for index, (kind, value) in enumerate(tokens):
+            if kind != "name" or value != "node":
+                continue
+            name = _field_after(tokens[index + 1 : index + 4])
+            if name is None:
+                return NODE_FIELDS
+            used.add(name)
+    return tuple(f for f in NODE_FIELDS if f in used)
+
+
+def _field_after(follow: list[tuple[str, str]]) -> str | None:
+    """``.<name>`` or ``["<name>"]`` at the start of ``follow`` → the name, else None."""
+    kinds = [kind for kind, _value in follow]
+    if kinds[:2] == ["dot", "name"] or kinds[:3] == ["lbracket", "string", "rbracket"]:
+        return follow[1][1]
+    return None
+
+
+def volatile_fields_read(sources: Iterable[str]) -> tuple[str, ...]:
+    """The volatile service fields named in Jinja code (as attributes, keys or strings — the
+    latter covers ``map(attribute="healthy")``); all of them when a source does not lex."""
+    named: set[str] = set()
+    for source in sources:
+        tokens = _tokens(source)
+        if tokens is None:
+            return VOLATILE_SERVICE_FIELDS
+        named.update(value for kind, value in tokens if kind in ("name", "string"))
+    return tuple(name for name in VOLATILE_SERVICE_FIELDS if name in named)
+
+
+# ---------------------------------------------------------------- selection rules
+_MATCH_KEYS = ("node_id", "node_cluster")
+
+
+@dataclass(frozen=True, slots=True)
+class Pattern:
+    """A glob (``edge-*``) or, prefixed ``re:``, a regular expression that must match fully."""
+
+    text: str
+    regex: re.Pattern[str]
+
+    @classmethod
+    def parse(cls, text: str) -> Pattern:
+        if text.startswith("re:"):
+            try:
+                return cls(text, re.compile(text[3:]))
+            except re.error as exc:
+                raise ValueError(f"bad regular expression {text[3:]!r}: {exc}") from None
+        return cls(text, re.compile(fnmatch.translate(text)))
+
+    def matches(self, value: str) -> bool:
+        return self.regex.fullmatch(value) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """All conditions must hold (node_id, node_cluster, metadata.<key>); → ``template_set``."""
+
+    conditions: tuple[tuple[str, Pattern], ...]
+    template_set: str
+
+    def matches(self, node: NodeContext) -> bool:
+        for key, pattern in self.conditions:
+            value = _node_value(node, key)
+            if value is None or not pattern.matches(value):
+                return False
+        return True
+
+
+def _node_value(node: NodeContext, key: str) -> str | None:
+    """The value a condition tests; None (matched by no pattern) when the metadata key is absent."""
+    if key == "node_id":
+        return node.id
+    if key == "node_cluster":
+        return node.cluster
+    value: Any = node.metadata.get(key[len("metadata.") :])
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # Struct numbers are doubles: metadata 10001 matches "10001"
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def parse_rules(raw: Sequence[Mapping[str, Any]]) -> tuple[Rule, ...]:
+    """Config ``templates.rules`` → rules; ValueError names the rule and the problem."""
+    rules = []
+    for index, item in enumerate(raw):
+        match = item.get("match")
+        template_set = item.get("template_set")
+        if not isinstance(match, Mapping) or not match or not template_set:
+            raise ValueError(f"rule {index}: needs a non-empty match and a template_set")
+        conditions = []
+        for key, pattern in match.items():
+            if key not in _MATCH_KEYS and not (
+                str(key).startswith("metadata.") and len(str(key)) > len("metadata.")
+            ):
+                raise ValueError(
+                    f"rule {index}: cannot match on {key!r}; "
+                    "use node_id, node_cluster or metadata.<key>"
+                )
+            try:
+                conditions.append((str(key), Pattern.parse(str(pattern))))
+            except ValueError as exc:
+                raise ValueError(f"rule {index}: {key}: {exc}") from None
+        rules.append(Rule(tuple(conditions), str(template_set)))
+    return tuple(rules)
+
+
+def select_set(rules: Sequence[Rule], node: NodeContext, default_set: str) -> str:
+    """The template set of ``node``: the first matching rule's, else ``default_set``."""
+    for rule in rules:
+        if rule.matches(node):
+            return rule.template_set
+    return default_set
