@@ -1,10 +1,11 @@
-# One command each: `make test` (lint, types, tests) and `make demo` (comes with the operations work).
+# One command each: `make test` (lint, types, tests) and `make demo` (the walk-through;
+# `make demo ARGS=--once` exits after it).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install test lint typecheck pytest clean
+.PHONY: install test lint typecheck pytest demo clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +26,9 @@ pytest: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
+
+demo: $(STAMP)
+	$(BIN)/python -m demo $(ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,5 @@
+"""``python -m bridge`` is ``consul-xds-bridge``."""
+
+from .cli import run
+
+run()

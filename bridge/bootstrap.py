@@ -1,0 +1,155 @@
+"""Envoy bootstrap generation: everything an Envoy needs to get its config from this bridge.
+
+Like ``consul connect envoy -bootstrap``: node identity, an admin listener, the bridge as an
+HTTP/2 xDS cluster (optionally over TLS / mTLS), ADS for clusters and listeners (SotW or delta).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+_HTTP_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+_TLS_CONTEXT = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
+
+
+@dataclass(frozen=True)
+class BootstrapOptions:
+    node_id: str
+    node_cluster: str
+    xds_host: str = "127.0.0.1"
+    xds_port: int = 18000
+    admin_address: str = "127.0.0.1"
+    admin_port: int = 19000
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    delta: bool = False
+    locality_region: str = ""
+    locality_zone: str = ""
+    tls_ca_file: str = ""  # verify the bridge's certificate against this CA (enables TLS)
+    tls_cert_file: str = ""  # client certificate for mTLS
+    tls_key_file: str = ""
+    tls_server_name: str = ""  # SNI and the name checked in the bridge's certificate
+    connect_timeout: str = "1s"
+
+
+def parse_metadata(pairs: list[str]) -> dict[str, str]:
+    """``["k=v", ...]`` → dict; ValueError names the bad pair."""
+    result: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--metadata expects KEY=VALUE, got {pair!r}")
+        result[key] = value
+    return result
+
+
+def _address(host: str, port: int) -> dict[str, Any]:
+    return {"socket_address": {"address": host, "port_value": port}}
+
+
+def xds_cluster(options: BootstrapOptions) -> dict[str, Any]:
+    cluster: dict[str, Any] = {
+        "name": "consul_xds_bridge",
+        "type": "STRICT_DNS" if not _is_ip(options.xds_host) else "STATIC",
+        "connect_timeout": options.connect_timeout,
+        "typed_extension_protocol_options": {
+            _HTTP_OPTIONS: {
+                "@type": f"type.googleapis.com/{_HTTP_OPTIONS}",
+                "explicit_http_config": {
+                    "http2_protocol_options": {
+                        "connection_keepalive": {"interval": "30s", "timeout": "5s"}
+                    }
+                },
+            }
+        },
+        "load_assignment": {
+            "cluster_name": "consul_xds_bridge",
+            "endpoints": [
+                {
+                    "lb_endpoints": [
+                        {"endpoint": {"address": _address(options.xds_host, options.xds_port)}}
+                    ]
+                }
+            ],
+        },
+    }
+    if options.tls_ca_file or options.tls_cert_file:
+        tls: dict[str, Any] = {"@type": _TLS_CONTEXT, "common_tls_context": {}}
+        common = tls["common_tls_context"]
+        common["alpn_protocols"] = ["h2"]
+        if options.tls_ca_file:
+            validation: dict[str, Any] = {"trusted_ca": {"filename": options.tls_ca_file}}
+            if options.tls_server_name:
+                validation["match_typed_subject_alt_names"] = [
+                    {"san_type": "DNS", "matcher": {"exact": options.tls_server_name}}
+                ]
+            common["validation_context"] = validation
+        if options.tls_cert_file:
+            common["tls_certificates"] = [
+                {
+                    "certificate_chain": {"filename": options.tls_cert_file},
+                    "private_key": {"filename": options.tls_key_file},
+                }
+            ]
+        if options.tls_server_name:
+            tls["sni"] = options.tls_server_name
+        cluster["transport_socket"] = {"name": "envoy.transport_sockets.tls", "typed_config": tls}
+    return cluster
+
+
+def _is_ip(host: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def bootstrap(options: BootstrapOptions) -> dict[str, Any]:
+    """The bootstrap as a dict (``yaml.safe_dump`` it, or see :func:`bootstrap_yaml`)."""
+    if not options.node_id:
+        raise ValueError("--node-id must not be empty")
+    if options.tls_cert_file and not options.tls_key_file:
+        raise ValueError("--tls-cert needs --tls-key")
+    node: dict[str, Any] = {"id": options.node_id, "cluster": options.node_cluster}
+    if options.metadata:
+        node["metadata"] = dict(options.metadata)
+    if options.locality_region or options.locality_zone:
+        node["locality"] = {
+            k: v
+            for k, v in (("region", options.locality_region), ("zone", options.locality_zone))
+            if v
+        }
+    ads: dict[str, Any] = {
+        "api_type": "DELTA_GRPC" if options.delta else "GRPC",
+        "transport_api_version": "V3",
+        "grpc_services": [{"envoy_grpc": {"cluster_name": "consul_xds_bridge"}}],
+        "set_node_on_first_message_only": True,
+    }
+    return {
+        "node": node,
+        "admin": {"address": _address(options.admin_address, options.admin_port)},
+        "dynamic_resources": {
+            "ads_config": ads,
+            "cds_config": {"ads": {}, "resource_api_version": "V3"},
+            "lds_config": {"ads": {}, "resource_api_version": "V3"},
+        },
+        "static_resources": {"clusters": [xds_cluster(options)]},
+        "layered_runtime": {
+            "layers": [
+                {
+                    "name": "static",
+                    "static_layer": {"overload": {"global_downstream_max_connections": 50000}},
+                }
+            ]
+        },
+    }
+
+
+def bootstrap_yaml(options: BootstrapOptions) -> str:
+    return yaml.safe_dump(bootstrap(options), sort_keys=False)

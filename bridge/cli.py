@@ -1,0 +1,209 @@
+"""``consul-xds-bridge`` (also ``python -m bridge``): serve, bootstrap, render, check-templates,
+version. Exit status 2 means bad configuration or arguments, with a message naming the problem."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from importlib import metadata
+from typing import TYPE_CHECKING, Any
+
+from . import logs
+from .bootstrap import BootstrapOptions, bootstrap_yaml, parse_metadata
+from .config import Config, ConfigError, add_flags, flags_from_namespace, load
+
+if TYPE_CHECKING:
+    from .resources import BuildSettings
+    from .templating import TemplateSource
+
+log = logging.getLogger("bridge")
+
+EXIT_CONFIG = 2
+
+
+def version() -> str:
+    try:
+        return metadata.version("consul-xds-bridge")
+    except metadata.PackageNotFoundError:  # running from a source tree
+        return "0+unknown"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="consul-xds-bridge",
+        description="Serve Consul's service catalog to Envoy over gRPC xDS v3.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="watch Consul and serve xDS")
+    serve.add_argument("--config", help="YAML config file (flags > env > file > defaults)")
+    add_flags(serve)
+
+    boot = commands.add_parser("bootstrap", help="print an Envoy bootstrap for this bridge")
+    boot.add_argument("--node-id", required=True)
+    boot.add_argument("--node-cluster", required=True)
+    boot.add_argument("--xds-address", default="127.0.0.1:18000", metavar="HOST:PORT")
+    boot.add_argument("--admin-port", type=int, default=19000)
+    boot.add_argument("--admin-address", default="127.0.0.1")
+    boot.add_argument("--metadata", action="append", default=[], metavar="KEY=VALUE")
+    boot.add_argument("--locality-region", default="")
+    boot.add_argument("--locality-zone", default="")
+    boot.add_argument("--delta", action="store_true", help="use incremental (delta) xDS")
+    boot.add_argument("--tls-ca", default="", help="CA file: connect to the bridge over TLS")
+    boot.add_argument("--tls-cert", default="", help="client certificate (mTLS)")
+    boot.add_argument("--tls-key", default="", help="client key (mTLS)")
+    boot.add_argument("--tls-server-name", default="", help="SNI / expected bridge name")
+
+    render = commands.add_parser("render", help="print the resources a node would receive")
+    render.add_argument("--node-id", required=True)
+    render.add_argument("--node-cluster", default="")
+    render.add_argument("--metadata", action="append", default=[], metavar="KEY=VALUE")
+    render.add_argument("--catalog", help="a saved catalog JSON file instead of live Consul")
+    render.add_argument("--config", help="YAML config file")
+    add_flags(render)
+
+    check = commands.add_parser("check-templates", help="validate every template set")
+    check.add_argument("--templates", default=None, help="template sets directory")
+
+    commands.add_parser("version", help="print the version")
+    return parser
+
+
+def _cmd_bootstrap(args: argparse.Namespace) -> int:
+    host, sep, port = args.xds_address.rpartition(":")
+    if not sep or not port.isdigit():
+        print(f"--xds-address: expected HOST:PORT, got {args.xds_address!r}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        options = BootstrapOptions(
+            node_id=args.node_id,
+            node_cluster=args.node_cluster,
+            xds_host=host.strip("[]"),
+            xds_port=int(port),
+            admin_address=args.admin_address,
+            admin_port=args.admin_port,
+            metadata=parse_metadata(args.metadata),
+            delta=args.delta,
+            locality_region=args.locality_region,
+            locality_zone=args.locality_zone,
+            tls_ca_file=args.tls_ca,
+            tls_cert_file=args.tls_cert,
+            tls_key_file=args.tls_key,
+            tls_server_name=args.tls_server_name,
+        )
+        sys.stdout.write(bootstrap_yaml(options))
+    except ValueError as exc:
+        print(f"bootstrap: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    return 0
+
+
+def _templates(config: Config, build: BuildSettings) -> TemplateSource:
+    from .templating import template_source_from_config
+
+    try:
+        return template_source_from_config(config, build, on_change=lambda: None)
+    except ValueError as exc:
+        raise ConfigError("templates", str(exc)) from None
+
+
+async def _serve(config_args: argparse.Namespace) -> int:
+    from .app import Bridge, bridge_config
+
+    config = load(flags_from_namespace(config_args), os.environ, config_args.config)
+    logs.configure(config["log.level"], config["log.format"])
+    bridge_cfg = bridge_config(config)
+    logs.register_secret(bridge_cfg.consul.token)
+    bridge = Bridge(bridge_cfg, _templates(config, bridge_cfg.build))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await bridge.start()
+    log.info(
+        "consul-xds-bridge %s: xDS on port %d, admin on port %d, Consul at %s",
+        version(),
+        bridge.xds_port,
+        bridge.admin_port,
+        config["consul.address"],
+    )
+    await stop.wait()
+    log.info("shutting down: closing xDS streams and Consul requests")
+    await bridge.stop()
+    return 0
+
+
+async def _render(args: argparse.Namespace) -> dict[str, Any]:
+    from .app import bridge_config
+    from .render import catalog_from_consul, catalog_from_file, node_of, render
+
+    config = load(flags_from_namespace(args), os.environ, args.config)
+    logs.configure(config["log.level"], config["log.format"])
+    node = node_of(args.node_id, args.node_cluster, parse_metadata(args.metadata))
+    bridge_cfg = bridge_config(config)
+    logs.register_secret(bridge_cfg.consul.token)
+    templates = _templates(config, bridge_cfg.build)
+    if args.catalog:
+        datacenters, updates = catalog_from_file(args.catalog)
+    else:
+        datacenters, updates = await catalog_from_consul(bridge_cfg.consul)
+    return await render(bridge_cfg, node, datacenters, updates, templates)
+
+
+def _cmd_render(args: argparse.Namespace) -> int:
+    from .render import RenderError
+
+    try:
+        output = asyncio.run(_render(args))
+    except (ConfigError, ValueError) as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except RenderError as exc:
+        print(f"render: {exc}", file=sys.stderr)
+        return 1
+    json.dump(output, sys.stdout, indent=2, sort_keys=True)
+    sys.stdout.write("\n")
+    return 0
+
+
+def _cmd_check_templates(args: argparse.Namespace) -> int:
+    from .templating import main_check_templates
+
+    return main_check_templates(args.templates)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "version":
+        print(f"consul-xds-bridge {version()}")
+        return 0
+    if args.command == "bootstrap":
+        return _cmd_bootstrap(args)
+    if args.command == "render":
+        return _cmd_render(args)
+    if args.command == "check-templates":
+        return _cmd_check_templates(args)
+    try:
+        return asyncio.run(_serve(args))
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except OSError as exc:
+        print(f"cannot start: {exc}", file=sys.stderr)
+        return 1
+
+
+def run() -> None:
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()
