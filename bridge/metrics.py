@@ -13,6 +13,7 @@ connected (changes older than the stream) is not a push and is not observed.
 
 from __future__ import annotations
 
+import collections
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -117,28 +118,52 @@ class Metrics:
 
 
 class XdsMetricsObserver(BaseObserver):
-    """Feeds xDS stream events into :class:`Metrics`."""
+    """Feeds xDS stream events into :class:`Metrics`.
+
+    Every hook is O(1) in the number of streams: a fleet connecting or a change fanned out to
+    thousands of streams must not cost the square of the fleet.
+    """
 
     def __init__(self, metrics: Metrics, registry: ClientRegistry) -> None:
         self.metrics = metrics
         self.registry = registry
-        self._inflight: dict[tuple[int, str], _InFlight] = {}
+        self._inflight: dict[int, dict[str, _InFlight]] = {}  # stream id → type → in flight
         self._opened: dict[int, float] = {}
+        self._streams_per_node: collections.Counter[str] = collections.Counter()
+        self._by_type: dict[str, tuple[Counter, Counter, Counter, Counter, Histogram]] = {}
+        for kind in SHORT_NAMES.values():
+            self._children(kind)
 
-    def _nodes_changed(self) -> None:
-        self.metrics.connected_clients.set(len({s.node_id for s in self.registry.streams.values()}))
+    def _children(self, kind: str) -> tuple[Counter, Counter, Counter, Counter, Histogram]:
+        """The labelled children of one type (looked up once, not on every event)."""
+        found = self._by_type.get(kind)
+        if found is None:
+            m = self.metrics
+            found = self._by_type[kind] = (
+                m.responses.labels(kind),
+                m.resources_sent.labels(kind),
+                m.acks.labels(kind),
+                m.nacks.labels(kind),
+                m.push_latency.labels(kind),
+            )
+        return found
 
     def stream_opened(self, stream: StreamInfo) -> None:
         self._opened[stream.stream_id] = self.metrics.clock()
+        self._inflight[stream.stream_id] = {}
         self.metrics.streams.labels(stream.method.lower()).inc()
-        self._nodes_changed()
+        self._streams_per_node[stream.node_id] += 1
+        self.metrics.connected_clients.set(len(self._streams_per_node))
 
     def stream_closed(self, stream: StreamInfo) -> None:
         self.metrics.streams.labels(stream.method.lower()).dec()
-        for key in [k for k in self._inflight if k[0] == stream.stream_id]:
-            del self._inflight[key]
+        self._inflight.pop(stream.stream_id, None)
         self._opened.pop(stream.stream_id, None)
-        self._nodes_changed()
+        node_id = stream.node_id
+        self._streams_per_node[node_id] -= 1
+        if self._streams_per_node[node_id] <= 0:
+            del self._streams_per_node[node_id]
+        self.metrics.connected_clients.set(len(self._streams_per_node))
 
     def response_sent(
         self,
@@ -149,10 +174,10 @@ class XdsMetricsObserver(BaseObserver):
         resources: int,
         origin_times: Iterable[float],
     ) -> None:
-        kind = _type(type_url)
-        self.metrics.responses.labels(kind).inc()
-        self.metrics.resources_sent.labels(kind).inc(resources)
-        entry = self._inflight.setdefault((stream.stream_id, type_url), _InFlight())
+        responses, resources_sent, _, _, _ = self._children(_type(type_url))
+        responses.inc()
+        resources_sent.inc(resources)
+        entry = self._inflight.setdefault(stream.stream_id, {}).setdefault(type_url, _InFlight())
         entry.nonce = nonce
         # Changes older than the stream are its initial state, not a push: not observed.
         opened = self._opened.get(stream.stream_id, float("-inf"))
@@ -160,19 +185,19 @@ class XdsMetricsObserver(BaseObserver):
         entry.carried = set()
 
     def acked(self, stream: StreamInfo, type_url: str, version: str, nonce: str) -> None:
-        kind = _type(type_url)
-        self.metrics.acks.labels(kind).inc()
-        entry = self._inflight.get((stream.stream_id, type_url))
+        _, _, acks, _, latency = self._children(_type(type_url))
+        acks.inc()
+        entry = self._inflight.get(stream.stream_id, {}).get(type_url)
         if entry is None or entry.nonce != nonce:
             return
         now = self.metrics.clock()
         for origin in entry.origins:
-            self.metrics.push_latency.labels(kind).observe(max(0.0, now - origin))
+            latency.observe(max(0.0, now - origin))
         entry.origins = set()
 
     def nacked(self, stream: StreamInfo, type_url: str, nack: Nack) -> None:
-        self.metrics.nacks.labels(_type(type_url)).inc()
-        entry = self._inflight.get((stream.stream_id, type_url))
+        self._children(_type(type_url))[3].inc()
+        entry = self._inflight.get(stream.stream_id, {}).get(type_url)
         if entry is not None:
             entry.carried |= entry.origins
             entry.origins = set()

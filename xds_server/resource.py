@@ -7,6 +7,7 @@ processes (a restart, a second replica) that build the same configuration agree 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -53,7 +54,10 @@ def content_hash(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=8).hexdigest()
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _entry_hash(name: str, version: str) -> int:
+    """One (name, version) pair's share of a combined version; memoized because every response
+    to every stream sums these over the resources it selects."""
     digest = hashlib.blake2b(f"{name}\0{version}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big")
 

@@ -206,6 +206,10 @@ DEFAULT_OPTIONS: Sequence[tuple[str, Any]] = (
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
     ("grpc.keepalive_permit_without_calls", 1),
+    # gRPC refuses new calls beyond 1,000 not yet picked up by the server (3,000 at most); a
+    # fleet reconnecting at once after a restart is such a burst. Each xDS stream is cheap.
+    ("grpc.server.max_pending_requests", 20_000),
+    ("grpc.server.max_pending_requests_hard_limit", 40_000),
 )
 
 

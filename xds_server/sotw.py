@@ -43,6 +43,7 @@ from .resource import (
     ROUTE,
     SHORT_NAMES,
     Resource,
+    ResourceSet,
     combined_version,
     empty_resource,
 )
@@ -188,12 +189,13 @@ class SotwStream:
             sub = self._subs.get(type_url)
             if sub is None or not sub.requested or not sub.dirty or sub.awaiting_nonce:
                 continue
-            resources, removed_any = self._select(sub, snapshot.get(type_url))
+            available = snapshot.get(type_url)
+            resources, removed_any = self._select(sub, available)
             if type_url == CLUSTER and removed_any and self._route_updates_pending():
                 # Routes that may still point at the removed clusters go first; CDS stays dirty
                 # and is reconsidered when the LDS/RDS responses are answered.
                 continue
-            response = self._respond(sub, resources)
+            response = self._respond(sub, resources, available)
             if response is not None:
                 responses.append(response)
         return responses
@@ -310,11 +312,14 @@ class SotwStream:
         return False
 
     def _respond(
-        self, sub: _Subscription, selected: dict[str, Resource]
+        self, sub: _Subscription, selected: dict[str, Resource], available: ResourceSet
     ) -> discovery_pb2.DiscoveryResponse | None:
         sub.dirty = False
         full_state = sub.type_url in FULL_STATE_TYPES
-        version = combined_version((name, r.version) for name, r in selected.items())
+        if len(selected) == len(available) and all(name in available for name in selected):
+            version = available.version  # the whole set: its version is maintained already
+        else:
+            version = combined_version((name, r.version) for name, r in selected.items())
         changed = [
             r
             for name, r in selected.items()
