@@ -22,6 +22,7 @@ class BootstrapOptions:
     node_cluster: str
     xds_host: str = "127.0.0.1"
     xds_port: int = 18000
+    replicas: tuple[tuple[str, int], ...] = ()  # more bridges serving the same Consul
     admin_address: str = "127.0.0.1"
     admin_port: int = 19000
     metadata: Mapping[str, str] = field(default_factory=dict)
@@ -51,9 +52,12 @@ def _address(host: str, port: int) -> dict[str, Any]:
 
 
 def xds_cluster(options: BootstrapOptions) -> dict[str, Any]:
+    """The static cluster of the bridge; with replicas, Envoy keeps one ADS stream to one of them
+    and moves to another when it fails."""
+    addresses = [(options.xds_host, options.xds_port), *options.replicas]
     cluster: dict[str, Any] = {
         "name": "consul_xds_bridge",
-        "type": "STRICT_DNS" if not _is_ip(options.xds_host) else "STATIC",
+        "type": "STATIC" if all(_is_ip(host) for host, _ in addresses) else "STRICT_DNS",
         "connect_timeout": options.connect_timeout,
         "typed_extension_protocol_options": {
             _HTTP_OPTIONS: {
@@ -70,7 +74,7 @@ def xds_cluster(options: BootstrapOptions) -> dict[str, Any]:
             "endpoints": [
                 {
                     "lb_endpoints": [
-                        {"endpoint": {"address": _address(options.xds_host, options.xds_port)}}
+                        {"endpoint": {"address": _address(host, port)}} for host, port in addresses
                     ]
                 }
             ],

@@ -49,7 +49,13 @@ def _parser() -> argparse.ArgumentParser:
     boot = commands.add_parser("bootstrap", help="print an Envoy bootstrap for this bridge")
     boot.add_argument("--node-id", required=True)
     boot.add_argument("--node-cluster", required=True)
-    boot.add_argument("--xds-address", default="127.0.0.1:18000", metavar="HOST:PORT")
+    boot.add_argument(
+        "--xds-address",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="the bridge (default 127.0.0.1:18000); repeat for replicas",
+    )
     boot.add_argument("--admin-port", type=int, default=19000)
     boot.add_argument("--admin-address", default="127.0.0.1")
     boot.add_argument("--metadata", action="append", default=[], metavar="KEY=VALUE")
@@ -76,17 +82,28 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _host_port(value: str) -> tuple[str, int] | None:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        return None
+    return host.strip("[]"), int(port)
+
+
 def _cmd_bootstrap(args: argparse.Namespace) -> int:
-    host, sep, port = args.xds_address.rpartition(":")
-    if not sep or not port.isdigit():
-        print(f"--xds-address: expected HOST:PORT, got {args.xds_address!r}", file=sys.stderr)
-        return EXIT_CONFIG
+    addresses = []
+    for value in args.xds_address or ["127.0.0.1:18000"]:
+        parsed = _host_port(value)
+        if parsed is None:
+            print(f"--xds-address: expected HOST:PORT, got {value!r}", file=sys.stderr)
+            return EXIT_CONFIG
+        addresses.append(parsed)
     try:
         options = BootstrapOptions(
             node_id=args.node_id,
             node_cluster=args.node_cluster,
-            xds_host=host.strip("[]"),
-            xds_port=int(port),
+            xds_host=addresses[0][0],
+            xds_port=addresses[0][1],
+            replicas=tuple(addresses[1:]),
             admin_address=args.admin_address,
             admin_port=args.admin_port,
             metadata=parse_metadata(args.metadata),

@@ -6,17 +6,14 @@ import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
 from bridge.app import Bridge
-from bridge.bootstrap import BootstrapOptions, bootstrap_yaml
-from bridge.templating import BUNDLED_DIR, TemplateSource
+from bridge.templating import BUNDLED_DIR
 from consul_double import ConsulDouble
 from tests.support.backends import Backend, backends, get
-from tests.support.bridge_env import answers, bridge_config
+from tests.support.bridge_env import answers, envoy_bootstrap, start_bridge
 from tests.support.envoy import Envoy
 from tests.support.ports import free_port
 from tests.support.recorder import Recorder
@@ -54,25 +51,6 @@ class DeltaStack:
             port=self.backends[instance].port,
             check_status="passing",
         )
-
-
-def envoy_bootstrap(node_id: str, xds_port: int, ingress: int, delta: bool) -> dict[str, Any]:
-    options = BootstrapOptions(
-        node_id=node_id,
-        node_cluster="edge",
-        xds_port=xds_port,
-        metadata={"ingress_port": str(ingress), "ingress_address": "127.0.0.1"},
-        delta=delta,
-    )
-    config: dict[str, Any] = yaml.safe_load(bootstrap_yaml(options))
-    del config["admin"]  # the test harness picks a free admin port
-    return config
-
-
-def start_bridge(consul: ConsulDouble, templates: Path, xds_port: int) -> Bridge:
-    config = bridge_config(consul)
-    config.xds_listen = f"127.0.0.1:{xds_port}"
-    return Bridge(config, TemplateSource(templates))
 
 
 async def ready(bridge: Bridge) -> bool:

@@ -6,10 +6,15 @@ import collections
 import contextlib
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import yaml
+
 from bridge.app import Bridge, BridgeConfig
+from bridge.bootstrap import BootstrapOptions, bootstrap_yaml
 from bridge.consul_settings import settings_from_env
+from bridge.templating import TemplateSource
 from consul_double import ConsulDouble
 from tests.support.backends import Backend, backends, get
 from tests.support.envoy import Envoy, ads_bootstrap
@@ -143,3 +148,29 @@ async def running_stack(node_id: str) -> AsyncIterator[Stack]:
 
 async def _ready(bridge: Bridge) -> bool:
     return bridge.readiness()[0]
+
+
+def envoy_bootstrap(
+    node_id: str, xds_ports: int | list[int], ingress: int, delta: bool = False
+) -> dict[str, Any]:
+    """What ``consul-xds-bridge bootstrap`` prints for an Envoy whose default-template ingress
+    listens on 127.0.0.1:``ingress``; several ports are replicas of one bridge."""
+    ports = [xds_ports] if isinstance(xds_ports, int) else xds_ports
+    options = BootstrapOptions(
+        node_id=node_id,
+        node_cluster="edge",
+        xds_port=ports[0],
+        replicas=tuple(("127.0.0.1", port) for port in ports[1:]),
+        metadata={"ingress_port": str(ingress), "ingress_address": "127.0.0.1"},
+        delta=delta,
+    )
+    config: dict[str, Any] = yaml.safe_load(bootstrap_yaml(options))
+    del config["admin"]  # the test harness picks a free admin port
+    return config
+
+
+def start_bridge(consul: ConsulDouble, templates: Path, xds_port: int) -> Bridge:
+    """A bridge on a fixed xDS port (so Envoys reconnect to a restarted one) with templates."""
+    config = bridge_config(consul)
+    config.xds_listen = f"127.0.0.1:{xds_port}"
+    return Bridge(config, TemplateSource(templates))
