@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install test lint typecheck pytest demo clean
+.PHONY: install test lint typecheck pytest demo bench bench-quick soak clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,19 @@ test: lint typecheck pytest
 
 demo: $(STAMP)
 	$(BIN)/python -m demo $(ARGS)
+
+# The long reliability soaks at full size (make test runs them shortened).
+soak: $(STAMP)
+	SOAK=1 $(BIN)/pytest -m soak $(PYTEST_ARGS)
+
+# Benchmarks: results in benchmarks/results/ (SUMMARY.md, latency.png, one JSON each).
+bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(BIN)/python -m benchmarks $(ARGS)
+
+BENCH_OUT ?= benchmarks/results/quick
+bench-quick: $(STAMP)
+	$(BIN)/python -m benchmarks --quick --out $(BENCH_OUT) $(ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
