@@ -37,6 +37,7 @@ from .logs import StreamEventLogger
 from .metrics import Metrics, TemplateErrorsCollector, XdsMetricsObserver
 from .publisher import NodeConfigSource, Publisher
 from .resources import BuildSettings
+from .security import XdsTls, authorize_node_by_san, check_xds_tls, server_credentials
 from .templating import TemplateSource
 from .watcher import CatalogWatcher
 
@@ -73,6 +74,20 @@ class BridgeConfig:
     node_key: str = "id"
     debounce: float = 0.01
     build: BuildSettings = field(default_factory=BuildSettings)
+    xds_tls_cert: str = ""  # PEM files; cert and key together enable TLS on the xDS listener
+    xds_tls_key: str = ""
+    xds_tls_client_ca: str = ""  # clients must present a certificate signed by this CA (mTLS)
+    xds_require_node_san: bool = False  # a client's node id must be one of its cert's SANs
+    admin_debug_token: str = field(default="", repr=False)  # bearer token for /debug/*
+
+    @property
+    def xds_tls(self) -> XdsTls:
+        return XdsTls(
+            self.xds_tls_cert,
+            self.xds_tls_key,
+            self.xds_tls_client_ca,
+            self.xds_require_node_san,
+        )
 
 
 def bridge_config(config: Config) -> BridgeConfig:
@@ -102,14 +117,21 @@ def bridge_config(config: Config) -> BridgeConfig:
         consul = settings_from_env({}, **{field: config[key] for field, key in consul_keys.items()})
     except (ValueError, OSError) as exc:
         raise ConfigError("consul", str(exc)) from None
-    return BridgeConfig(
+    bridge = BridgeConfig(
         consul=consul,
         xds_listen=config["xds.listen"],
         admin_listen=config["admin.listen"],
         node_key=config["xds.node_key"],
         debounce=config["xds.debounce"],
         build=BuildSettings(warning_is_healthy=config["services.warning_is_healthy"]),
+        xds_tls_cert=config["xds.tls_cert"],
+        xds_tls_key=config["xds.tls_key"],
+        xds_tls_client_ca=config["xds.tls_client_ca"],
+        xds_require_node_san=config["xds.require_node_san"],
+        admin_debug_token=config["admin.debug_token"],
     )
+    check_xds_tls(bridge.xds_tls)
+    return bridge
 
 
 class Bridge:
@@ -122,7 +144,11 @@ class Bridge:
         self.registry = ClientRegistry()
         self.registry.add_observer(XdsMetricsObserver(self.metrics, self.registry))
         self.registry.add_observer(StreamEventLogger())
-        self.discovery = DiscoveryServer(self.cache, self.registry)
+        self.discovery = DiscoveryServer(
+            self.cache,
+            self.registry,
+            authorize=authorize_node_by_san if config.xds_require_node_san else None,
+        )
         self.publisher = Publisher(
             self.cache, config.build, node_config, config.debounce, self._rebuilt
         )
@@ -156,8 +182,14 @@ class Bridge:
         self._grpc, self.xds_port = await start_server(
             self.discovery,
             f"[{xds_host}]:{xds_port}" if ":" in xds_host else f"{xds_host}:{xds_port}",
+            credentials=server_credentials(self.config.xds_tls),
         )
-        views = AdminViews(self.readiness, self.metrics.registry, self.debug_views())
+        views = AdminViews(
+            self.readiness,
+            self.metrics.registry,
+            self.debug_views(),
+            debug_token=self.config.admin_debug_token,
+        )
         self._admin, self.admin_port = await start_admin(admin_app(views), admin_host, admin_port)
         if self.templates is not None:
             await self.templates.start()

@@ -138,6 +138,7 @@ async def _serve(config_args: argparse.Namespace) -> int:
     logs.configure(config["log.level"], config["log.format"])
     bridge_cfg = bridge_config(config)
     logs.register_secret(bridge_cfg.consul.token)
+    logs.register_secret(bridge_cfg.admin_debug_token)
     bridge = Bridge(bridge_cfg, _templates(config, bridge_cfg.build))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, TypeAlias
 
 import grpc
+from envoy.config.core.v3 import base_pb2
 from envoy.service.cluster.v3 import cds_pb2_grpc
 from envoy.service.discovery.v3 import ads_pb2_grpc
 from envoy.service.endpoint.v3 import eds_pb2_grpc
@@ -32,6 +33,11 @@ log = logging.getLogger(__name__)
 # xds-protos ships no type stubs: requests and responses are typed as Any.
 Request: TypeAlias = Any
 
+#: Decides whether a client may open a stream as ``node``, given the gRPC auth context of its
+#: connection (e.g. its TLS certificate's SANs): None allows it, a message refuses the stream
+#: with PERMISSION_DENIED.
+Authorize: TypeAlias = Callable[[base_pb2.Node, Mapping[str, Sequence[bytes]]], str | None]
+
 
 class DiscoveryServer:
     """Serves a :class:`SnapshotCache` to xDS clients; one instance backs every service."""
@@ -41,10 +47,12 @@ class DiscoveryServer:
         cache: SnapshotCache,
         registry: ClientRegistry | None = None,
         limits: Limits | None = None,
+        authorize: Authorize | None = None,
     ) -> None:
         self.cache = cache
         self.registry = registry or ClientRegistry()
         self.limits = limits or Limits()
+        self.authorize = authorize
         self._active: set[asyncio.Task[Any]] = set()
 
     @property
@@ -89,6 +97,8 @@ class DiscoveryServer:
         async def read() -> None:
             try:
                 async for request in requests:
+                    if stream.info is None:  # the first request: the stream learns its node
+                        self._authorize(request, context)
                     if stream.handle_request(request):
                         wake.set()
             except ProtocolError as exc:
@@ -129,6 +139,15 @@ class DiscoveryServer:
             reader.cancel()
             self._active.discard(task)
             stream.close()
+
+    def _authorize(self, request: Request, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        """Refuse the stream before it opens when :attr:`authorize` denies the claimed node."""
+        if self.authorize is None or not request.HasField("node") or not request.node.id:
+            return  # no rule, or no node: the stream refuses the request itself
+        auth = {key: list(values) for key, values in context.auth_context().items()}
+        denial = self.authorize(request.node, auth)
+        if denial is not None:
+            raise ProtocolError(grpc.StatusCode.PERMISSION_DENIED, denial)
 
 
 class _Ads(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignore[misc]
