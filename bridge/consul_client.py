@@ -55,6 +55,9 @@ class ConsulResponse:
     body: Any  # the decoded JSON
     headers: Mapping[str, str]
     received_at: float  # time.monotonic() when the response was complete
+    #: True when the caller said which index it already has and Consul answered that same
+    #: index: the body was not decoded (``body`` is None).
+    unchanged: bool = False
 
     @property
     def filtered_by_acls(self) -> bool:
@@ -259,8 +262,16 @@ class ConsulClient(consul.base.HTTPClient):  # type: ignore[misc]
             if holder.get("held"):
                 self._set_in_use(self._in_use - 1)
 
-    async def get_json(self, path: str, params: Params | None = None) -> ConsulResponse:
-        """GET a JSON endpoint. Raises :class:`ConsulError` for anything but a 200 with JSON."""
+    async def get_json(
+        self, path: str, params: Params | None = None, *, known_index: int = 0
+    ) -> ConsulResponse:
+        """GET a JSON endpoint. Raises :class:`ConsulError` for anything but a 200 with JSON.
+
+        ``known_index``: the ``X-Consul-Index`` of the body the caller already has. When the
+        answer carries that same index, its body is not decoded (``unchanged`` is set): for
+        ``/v1/health/service/<name>`` Consul moves that index with every change of the
+        service's instances, their checks and their nodes, so the body is the same.
+        """
         status, headers, raw = await self.request("GET", path, params)
         received_at = time.monotonic()
         if status != 200:
@@ -268,13 +279,17 @@ class ConsulClient(consul.base.HTTPClient):  # type: ignore[misc]
             self._report(kind)
             text = raw.decode("utf-8", "replace").strip()
             raise ConsulError(kind, f"GET {path}: HTTP {status}: {text:.200}", status)
+        index = _index(headers)
+        if known_index > 0 and index == known_index:
+            self._report("ok")
+            return ConsulResponse(status, index, None, headers, received_at, unchanged=True)
         try:
             body = json.loads(raw)
         except ValueError:
             self._report("invalid_json")
             raise ConsulError("invalid_json", f"GET {path}: invalid JSON: {raw!r:.80}") from None
         self._report("ok")
-        return ConsulResponse(status, _index(headers), body, headers, received_at)
+        return ConsulResponse(status, index, body, headers, received_at)
 
     async def agent_self(self) -> Mapping[str, Any]:
         """``GET /v1/agent/self`` through python-consul2 (raises ConsulError or its exceptions)."""

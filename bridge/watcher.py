@@ -16,17 +16,24 @@ then one of two modes is used:
     node maintenance, node checks) arrives in one round trip, with no wasted reads.
 
 ``global`` (too many services): two blocking trigger watches, ``/v1/catalog/services`` and
-    ``/v1/health/state/any``, plus a small pool of workers (``budget - 3``, at least one)
-    re-reading individual services with non-blocking ``/v1/health/service/<name>`` reads.
+    ``/v1/health/state/any?filter=Status != "passing"`` (the checks that are not passing: every
+    health change moves a check into, out of or within that list, and the body stays small where
+    the full list would be megabytes re-read on every check change), plus a small pool of
+    workers (``budget - 3``, at least one) re-reading individual services with non-blocking
+    ``/v1/health/service/<name>`` reads.
     A change in the health-state body is attributed to its service (or, for a node-level check,
     to every service with an instance on that node) and re-read first. A catalog-body change
     (service added, removed, tags changed) is attributed the same way. But some changes -- a port,
     address, meta or weight change, a new instance without checks -- only bump the catalog index
     without changing any trigger body, so every catalog index bump also queues a *sweep*: a
     re-read of every selected service at the workers' bounded concurrency, behind the attributed
-    re-reads. Sweeps coalesce (a service queued twice is read once). The trade-off: connections
+    re-reads. Sweeps coalesce (a service queued twice is read once), and a re-read answered with
+    the service's last-read ``X-Consul-Index`` is not even decoded (Consul moves that index with
+    every change of the service's instances, checks and nodes). The trade-off: connections
     stay bounded (catalog + health + workers) at the cost of more requests per change and a
     latency for unattributed changes of up to one sweep (services / workers round trips).
+    Changes that affect no health (a passing check's output, a passing check added or removed)
+    are picked up at the next sweep only.
 
 Mode switches (with 10 % hysteresis) happen when the catalog grows or shrinks past the budget.
 
@@ -50,7 +57,7 @@ from typing import Any, Protocol
 from urllib.parse import quote
 
 import consul.base
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
+from tenacity import AsyncRetrying, RetryAction, RetryCallState, retry_if_exception_type
 
 from .catalog import ServiceUpdate
 from .consul_client import ConsulError, ConsulResponse
@@ -63,6 +70,10 @@ __all__ = ["CatalogWatcher", "ServiceUpdate"]
 
 PER_SERVICE = "per-service"
 GLOBAL = "global"
+# The health trigger lists only the checks that are not passing: every health change moves a
+# check into, out of, or within that list, and the body stays small (10,000s of passing
+# checks would make every check change a re-read of megabytes).
+NOT_PASSING = 'Status != "passing"'
 _RETRYABLE: tuple[type[BaseException], ...] = (ConsulError, consul.base.ConsulException)
 # Reading /v1/agent/self through python-consul2 can also fail on a bad body.
 _AGENT_RETRYABLE = (*_RETRYABLE, ValueError, KeyError, TypeError)
@@ -70,7 +81,7 @@ _AGENT_RETRYABLE = (*_RETRYABLE, ValueError, KeyError, TypeError)
 
 class Client(Protocol):
     async def get_json(
-        self, path: str, params: Mapping[str, Any] | None = None
+        self, path: str, params: Mapping[str, Any] | None = None, *, known_index: int = 0
     ) -> ConsulResponse: ...
 
     async def agent_self(self) -> Mapping[str, Any]: ...
@@ -129,16 +140,35 @@ class _Retrier:
 
     def backoff(self, state: RetryCallState) -> float:
         """``backoff_base`` doubling per failure up to ``backoff_max``, "equal jitter"."""
+        return self._delay(state.attempt_number)
+
+    def _delay(self, failures: int) -> float:
         ceiling = min(
             self.settings.backoff_max,
-            self.settings.backoff_base * 2 ** min(state.attempt_number - 1, 30),
+            self.settings.backoff_base * 2 ** min(failures - 1, 30),
         )
         return random.uniform(ceiling / 2, ceiling)
 
     async def call(self, fn: Callable[[], Any]) -> Any:
+        # Fast path: one plain attempt. Tenacity's bookkeeping costs more than a loopback
+        # request, and a global-mode sweep makes one call per service (10,000s).
+        offset = 0
+        if not self.status.failing:
+            try:
+                return await self._spaced(fn)
+            except self.retryable as exc:
+                # The first failure: logged and backed off exactly as tenacity would, which
+                # then carries on from the second attempt.
+                first = RetryCallState(AsyncRetrying(), fn, (), {})
+                first.set_exception((type(exc), exc, exc.__traceback__))
+                delay = self._delay(1)
+                first.next_action = RetryAction(delay)
+                self._failed(first)
+                await asyncio.sleep(delay)
+                offset = 1
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(self.retryable),
-            wait=self.backoff,
+            wait=lambda state: self._delay(state.attempt_number + offset),
             before_sleep=self._failed,
             reraise=True,
         )
@@ -205,8 +235,10 @@ class BlockingQuery:
         dc_param: str | None,
         validate: Validator,
         observe: Callable[[ConsulResponse], None],
+        extra_params: Mapping[str, str] | None = None,
     ) -> None:
         self.client = client
+        self.extra_params = dict(extra_params or {})
         self.settings = settings
         self.path = path
         self.status = status
@@ -219,7 +251,7 @@ class BlockingQuery:
         self.has_body = False
 
     def params(self) -> dict[str, Any]:
-        params: dict[str, Any] = {}
+        params: dict[str, Any] = dict(self.extra_params)
         if self.dc_param:
             params["dc"] = self.dc_param
         if self.index >= 1:
@@ -320,6 +352,7 @@ class _Datacenter:
         self.selected: dict[str, tuple[str, ...]] = {}
         self.instances: dict[str, tuple[Instance, ...]] = {}
         self.unread: set[str] = set()
+        self.read_index: dict[str, int] = {}  # X-Consul-Index of each service's last read
         self.by_node: dict[str, set[str]] = {}
         self.catalog = self._query("/v1/catalog/services", "catalog", _expect(dict))
         self.service_watches: dict[str, tuple[BlockingQuery, asyncio.Task[None]]] = {}
@@ -334,7 +367,13 @@ class _Datacenter:
         # service's first read and that baseline would otherwise never be attributed.
         self.health_primed = asyncio.Event()
 
-    def _query(self, path: str, mode: str, validate: Validator) -> BlockingQuery:
+    def _query(
+        self,
+        path: str,
+        mode: str,
+        validate: Validator,
+        extra_params: Mapping[str, str] | None = None,
+    ) -> BlockingQuery:
         status = WatchStatus(path, self.name, mode)
         return BlockingQuery(
             self.watcher.client,
@@ -344,6 +383,7 @@ class _Datacenter:
             self.dc_param,
             validate,
             self.watcher.observe,
+            extra_params,
         )
 
     def statuses(self) -> list[WatchStatus]:
@@ -435,7 +475,9 @@ class _Datacenter:
     # global mode
 
     def _start_global(self) -> None:
-        self.health = self._query("/v1/health/state/any", "global-trigger", _expect(list))
+        self.health = self._query(
+            "/v1/health/state/any", "global-trigger", _expect(list), {"filter": NOT_PASSING}
+        )
         self.checks = {}
         self.health_primed.clear()
         workers = max(1, self.budget - 3)
@@ -513,16 +555,21 @@ class _Datacenter:
             path = "/v1/health/service/" + quote(name, safe="")
             params = {"dc": self.dc_param} if self.dc_param else {}
 
-            async def read(path: str = path, params: dict[str, Any] = params) -> ConsulResponse:
-                resp = await self.watcher.client.get_json(path, params)
+            # A sweep re-reads every service: one whose index did not move is not decoded.
+            known = self.read_index.get(name, 0) if name in self.instances else 0
+
+            async def read(
+                path: str = path, params: dict[str, Any] = params, known: int = known
+            ) -> ConsulResponse:
+                resp = await self.watcher.client.get_json(path, params, known_index=known)
                 self.watcher.observe(resp)
-                if not isinstance(resp.body, list):
+                if not resp.unchanged and not isinstance(resp.body, list):
                     raise ConsulError("invalid_body", f"GET {path}: expected a JSON list")
                 return resp
 
             resp = await retrier.call(read)
             self.reread_status.index = resp.index
-            if name in self.selected:
+            if name in self.selected and not resp.unchanged:
                 self.service_read(name, resp)
 
     # results
@@ -532,6 +579,7 @@ class _Datacenter:
         for problem in problems:
             log.warning("dc %s, service %s: %s", self.name, name, problem)
         self.unread.discard(name)
+        self.read_index[name] = resp.index
         if self.instances.get(name) != instances or name not in self.instances:
             self._index_nodes(name, self.instances.get(name, ()), instances)
             self.instances[name] = instances
@@ -541,6 +589,7 @@ class _Datacenter:
         self.check_ready()
 
     def forget(self, name: str, received_at: float) -> None:
+        self.read_index.pop(name, None)
         if name in self.instances:
             self._index_nodes(name, self.instances.pop(name), ())
             self.watcher.emit(ServiceUpdate(name, self.name, None, received_at))

@@ -189,13 +189,8 @@ class Cluster:
         (maintenance checks, owned by the agent, are kept)."""
         dc.ensure_service(txn, svc)
         keep = {c.check_id for c in checks}
-        for check in list(dc.checks.values()):
-            if (
-                check.node == svc.node
-                and check.service_id == svc.id
-                and check.check_id not in keep
-                and not check.check_id.startswith(SERVICE_MAINT_PREFIX)
-            ):
+        for check in list(dc.checks.lookup("node_service", f"{svc.node}\0{svc.id}").values()):
+            if check.check_id not in keep and not check.check_id.startswith(SERVICE_MAINT_PREFIX):
                 dc.remove_check(txn, svc.node, check.check_id)
         for check in checks:
             dc.ensure_check(txn, check)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from aiohttp import web
@@ -53,6 +54,7 @@ class ReadOptions:
     consistency: str
     policy: Policy
     predicate: Predicate | None
+    filter_text: str = ""
 
 
 # -- request parsing --------------------------------------------------------------------------
@@ -131,7 +133,8 @@ def parse_read(backend: Backend, request: web.Request) -> ReadOptions:
             raise ConsulHTTPError(
                 400, f"Failed to create boolean expression evaluator: {exc}"
             ) from None
-    return ReadOptions(dc, min_index, wait, consistency, policy, predicate)
+    text = request.query.get("filter", "").strip() if predicate is not None else ""
+    return ReadOptions(dc, min_index, wait, consistency, policy, predicate, text)
 
 
 # -- blocking and responses -------------------------------------------------------------------
@@ -159,8 +162,12 @@ async def block(backend: Backend, opts: ReadOptions, index: Callable[[], int]) -
     return max(1, index())
 
 
-def read_response(opts: ReadOptions, index: int, payload: Any, filtered: bool) -> web.Response:
+def read_response(
+    opts: ReadOptions, index: int, payload: Any, filtered: bool, text: str | None = None
+) -> web.Response:
+    """``text``, when given, is ``json.dumps(payload)`` already (used only without a filter)."""
     if opts.predicate is not None:
+        text = None
         predicate = opts.predicate
         try:
             if isinstance(payload, list):
@@ -175,7 +182,9 @@ def read_response(opts: ReadOptions, index: int, payload: Any, filtered: bool) -
     }
     if filtered:
         headers["X-Consul-Results-Filtered-By-ACLs"] = "true"
-    return web.Response(text=json.dumps(payload), content_type="application/json", headers=headers)
+    if text is None:
+        text = json.dumps(payload)
+    return web.Response(text=text, content_type="application/json", headers=headers)
 
 
 def _json(payload: Any) -> web.Response:
@@ -298,8 +307,16 @@ def _checks_response(opts: ReadOptions, index: int, checks: list[Any]) -> web.Re
         for c in checks
         if (policy.can_read_service(c.service_name) if c.service_id else policy.node_read)
     ]
-    payload = [c.to_json() for c in visible]
-    return read_response(opts, index, payload, len(visible) < len(checks))
+    filtered = len(visible) < len(checks)
+    if opts.predicate is None:  # the checks' cached JSON, joined: no per-request dumps
+        text = "[" + ", ".join(c.json_text() for c in visible) + "]"
+        return read_response(opts, index, None, filtered, text)
+    predicate = opts.predicate
+    try:  # each check's verdict is kept until the check changes
+        payload = [c.json_shape() for c in visible if c.matches(opts.filter_text, predicate)]
+    except FilterError as exc:
+        raise ConsulHTTPError(400, f"Failed to evaluate filter: {exc}") from None
+    return read_response(replace(opts, predicate=None), index, payload, filtered)
 
 
 @routes.get("/v1/health/state/{state}")
@@ -310,7 +327,24 @@ async def health_state(request: web.Request) -> web.Response:
         raise ConsulHTTPError(400, "Invalid state")
     opts = parse_read(backend, request)
     index = await block(backend, opts, lambda: opts.dc.table_index("checks"))
+    statuses = _status_filter(opts.filter_text) if opts.policy.node_read else None
+    if state == "any" and statuses is not None and opts.policy.all_services:
+        # A plain status filter with nothing hidden by ACLs: only the checks in those statuses
+        # can match, so the other 100,000s are not scanned (the filter still runs on the rest).
+        return _checks_response(opts, index, opts.dc.checks_with_status(statuses))
     return _checks_response(opts, index, opts.dc.checks_in_state(state))
+
+
+_STATUS_FILTER = re.compile(r'\s*Status\s*(==|!=)\s*"(passing|warning|critical)"\s*')
+
+
+def _status_filter(text: str) -> tuple[str, ...] | None:
+    """The statuses that ``Status == "x"`` / ``Status != "x"`` can match (None: another filter)."""
+    found = _STATUS_FILTER.fullmatch(text) if text else None
+    if found is None:
+        return None
+    op, status = found.groups()
+    return (status,) if op == "==" else tuple(s for s in STATUSES if s != status)
 
 
 @routes.get("/v1/health/checks/{name}")

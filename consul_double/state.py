@@ -15,11 +15,12 @@ The index bookkeeping follows Consul's state store (``agent/consul/state/catalog
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 STATUSES = ("passing", "warning", "critical")
 SERF_CHECK = "serfHealth"
@@ -165,6 +166,41 @@ class Check:
     ttl: str = ""
     create_index: int = 0
     modify_index: int = 0
+    # The serialized JSON, keyed by (create, modify) index: a stored check is never changed in
+    # place except for its indexes (``dataclasses.replace`` starts a copy without it).
+    _cache: tuple[int, int, JSON, str] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+    _matches: tuple[JSON, dict[str, bool]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+
+    def _cached(self) -> tuple[int, int, JSON, str]:
+        cached = self._cache
+        if cached is None or cached[0] != self.create_index or cached[1] != self.modify_index:
+            shape = self.to_json()
+            cached = (self.create_index, self.modify_index, shape, json.dumps(shape))
+            self._cache = cached
+        return cached
+
+    def json_shape(self) -> JSON:
+        """``self.to_json()``, cached and shared: callers must not change it."""
+        return self._cached()[2]
+
+    def json_text(self) -> str:
+        """``json.dumps(self.to_json())``, cached (lists of 100,000 checks stay cheap)."""
+        return self._cached()[3]
+
+    def matches(self, text: str, predicate: Callable[[Any], bool]) -> bool:
+        """``predicate(self.to_json())`` for the filter ``text``, cached like the JSON."""
+        shape = self._cached()[2]
+        memo = self._matches
+        if memo is None or memo[0] is not shape:
+            memo = self._matches = (shape, {})
+        found = memo[1].get(text)
+        if found is None:
+            found = memo[1][text] = bool(predicate(shape))
+        return found
 
     def same(self, other: Check) -> bool:
         return (
@@ -220,6 +256,92 @@ def serf_check(node: str, status: str = "passing") -> Check:
     return Check(node, SERF_CHECK, "Serf Health Status", status, output=output)
 
 
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class _Table(dict[K, V], Generic[K, V]):
+    """A dict that keeps secondary indexes (``field(value)`` → ``{key: value}``) in step, so a
+    read of one service, node or check id does not scan the whole catalog (the double serves
+    catalogs of 100,000 instances). Entries are replaced, never mutated in an indexed field;
+    only ``[k] = v``, ``del``, ``pop`` and ``clear`` change a table."""
+
+    def __init__(self, **fields: Callable[[V], str]) -> None:
+        super().__init__()
+        self._fields = fields
+        self._by: dict[str, dict[str, dict[K, V]]] = {f: {} for f in fields}
+        self._order: list[Any] | None = []  # every key, sorted; None once keys came or went
+
+    def ordered_keys(self) -> list[Any]:
+        """Every key, sorted; re-sorted only after keys were added or removed (replacing an
+        entry, e.g. a check status change, keeps the order of 100,000 checks)."""
+        if self._order is None:
+            self._order = sorted(self)
+        return self._order
+
+    def lookup(self, field_name: str, value: str) -> dict[K, V]:
+        """The entries whose ``field_name`` is ``value``, in insertion order (do not mutate)."""
+        return self._by[field_name].get(value, {})
+
+    def __setitem__(self, key: K, value: V) -> None:
+        old = dict.get(self, key)
+        if key not in self:
+            self._order = None
+        super().__setitem__(key, value)
+        for name, fn in self._fields.items():
+            new_value = fn(value)
+            if old is not None:
+                old_value = fn(old)
+                if old_value != new_value:
+                    self._unindex(name, old_value, key)
+            self._by[name].setdefault(new_value, {})[key] = value
+
+    def _unindex(self, name: str, value: str, key: K) -> None:
+        bucket = self._by[name].get(value)
+        if bucket is not None:
+            bucket.pop(key, None)
+            if not bucket:
+                del self._by[name][value]
+
+    def __delitem__(self, key: K) -> None:
+        old = self[key]
+        super().__delitem__(key)
+        self._order = None
+        for name, fn in self._fields.items():
+            self._unindex(name, fn(old), key)
+
+    def pop(self, key: K, *default: Any) -> Any:
+        if key in self:
+            value = self[key]
+            del self[key]
+            return value
+        if default:
+            return default[0]
+        raise KeyError(key)
+
+    def clear(self) -> None:
+        super().clear()
+        self._by = {f: {} for f in self._fields}
+        self._order = None
+
+    def setdefault(self, *args: Any) -> Any:  # pragma: no cover - guarded, unused
+        raise NotImplementedError("_Table: use [key] = value")
+
+    def update(self, *args: Any, **kwargs: Any) -> None:  # pragma: no cover - guarded, unused
+        raise NotImplementedError("_Table: use [key] = value")
+
+    def popitem(self) -> Any:  # pragma: no cover - guarded, unused
+        raise NotImplementedError("_Table: use del or pop")
+
+
+def _service_key(svc: Service) -> str:
+    return f"{svc.node}\0{svc.id}"
+
+
+def _check_service_key(check: Check) -> str:
+    return f"{check.node}\0{check.service_id}"
+
+
 class _Txn:
     """Changes of one write; they all get the same raft index, taken only if something changed."""
 
@@ -243,9 +365,19 @@ class Datacenter:
         self.epoch = 0  # bumped by reset_index: blocked queries answer at once
         self.tables: dict[str, int] = {}
         self.nodes: dict[str, Node] = {}
-        self.services: dict[tuple[str, str], Service] = {}
-        self.checks: dict[tuple[str, str], Check] = {}
+        self.services: _Table[tuple[str, str], Service] = _Table(
+            name=lambda s: s.name, node=lambda s: s.node, id=lambda s: s.id
+        )
+        self.checks: _Table[tuple[str, str], Check] = _Table(
+            node=lambda c: c.node,
+            node_service=_check_service_key,
+            id=lambda c: c.check_id,
+            service_name=lambda c: c.service_name if c.service_id else "",
+            status=lambda c: c.status,
+        )
         self._waiters: set[asyncio.Future[None]] = set()
+        self._services_cache: tuple[tuple[int, int], dict[str, list[str]]] | None = None
+        self._checks_cache: tuple[tuple[int, int], list[Check]] | None = None
 
     # -- waiting -----------------------------------------------------------------------------
 
@@ -303,12 +435,12 @@ class Datacenter:
         return self.catalog_max_index()
 
     def service_exists(self, name: str) -> bool:
-        return any(s.name == name for s in self.services.values())
+        return bool(self.services.lookup("name", name))
 
     # -- writes ------------------------------------------------------------------------------
 
     def services_on(self, node: str) -> list[Service]:
-        return [s for s in self.services.values() if s.node == node]
+        return list(self.services.lookup("node", node).values())
 
     def _bump_node_services(self, txn: _Txn, node: str) -> None:
         txn.bump(*{f"service.{s.name}" for s in self.services_on(node)})
@@ -335,9 +467,8 @@ class Datacenter:
         txn.bump("services", f"service.{svc.name}")
         if old is not None and old.name != svc.name:
             self._after_instance_removed(txn, old.name)
-        for check in list(self.checks.values()):
-            if check.node == svc.node and check.service_id == svc.id:
-                self.ensure_check(txn, replace(check))  # picks up the new name and tags
+        for check in list(self.checks.lookup("node_service", _service_key(svc)).values()):
+            self.ensure_check(txn, replace(check))  # picks up the new name and tags
 
     def _after_instance_removed(self, txn: _Txn, name: str) -> None:
         if self.service_exists(name):
@@ -350,7 +481,7 @@ class Datacenter:
         svc = self.services.pop((node, service_id), None)
         if svc is None:
             raise NotFoundError(f"Unknown service ID {service_id!r}")
-        for key in [k for k, c in self.checks.items() if c.node == node and c.service_id == svc.id]:
+        for key in list(self.checks.lookup("node_service", _service_key(svc))):
             del self.checks[key]
             txn.bump("checks")
         txn.bump("services")
@@ -399,7 +530,7 @@ class Datacenter:
             return
         for svc in self.services_on(node):
             self.remove_service(txn, node, svc.id)
-        for key in [k for k in self.checks if k[0] == node]:
+        for key in list(self.checks.lookup("node", node)):
             del self.checks[key]
             txn.bump("checks")
         del self.nodes[node]
@@ -408,21 +539,21 @@ class Datacenter:
     # -- lookups -----------------------------------------------------------------------------
 
     def find_service(self, service_id: str, node: str | None = None) -> Service:
-        for svc in self.services.values():
-            if svc.id == service_id and (node is None or svc.node == node):
+        for svc in self.services.lookup("id", service_id).values():
+            if node is None or svc.node == node:
                 return svc
         raise NotFoundError(f"Unknown service ID {service_id!r}")
 
     def find_check(self, check_id: str, node: str | None = None) -> Check:
-        for check in self.checks.values():
-            if check.check_id == check_id and (node is None or check.node == node):
+        for check in self.checks.lookup("id", check_id).values():
+            if node is None or check.node == node:
                 return check
         raise NotFoundError(f"Unknown check ID {check_id!r}")
 
     def checks_of(self, svc: Service) -> list[Check]:
         """Node-level checks first, then the service's own (as Consul orders them)."""
-        node_checks = [c for c in self.checks.values() if c.node == svc.node and not c.service_id]
-        own = [c for c in self.checks.values() if c.node == svc.node and c.service_id == svc.id]
+        node_checks = list(self.checks.lookup("node_service", f"{svc.node}\0").values())
+        own = list(self.checks.lookup("node_service", _service_key(svc)).values())
         return sorted(node_checks, key=lambda c: c.check_id) + sorted(own, key=lambda c: c.check_id)
 
     # -- reads -------------------------------------------------------------------------------
@@ -431,8 +562,8 @@ class Datacenter:
         wanted = [t.lower() for t in tags]
         found = [
             s
-            for s in self.services.values()
-            if s.name == name and all(t in {x.lower() for x in s.tags} for t in wanted)
+            for s in self.services.lookup("name", name).values()
+            if all(t in {x.lower() for x in s.tags} for t in wanted)
         ]
         return sorted(found, key=lambda s: (s.node, s.id))
 
@@ -457,6 +588,15 @@ class Datacenter:
     def catalog_services(
         self, predicate: Callable[[Any], bool] | None = None
     ) -> dict[str, list[str]]:
+        if predicate is None:
+            # Every change of the services table bumps its index (or, on a reset, the epoch).
+            key = (self.tables.get("services", 0), self.epoch)
+            if self._services_cache is None or self._services_cache[0] != key:
+                self._services_cache = (key, self._catalog_services(None))
+            return {name: list(tags) for name, tags in self._services_cache[1].items()}
+        return self._catalog_services(predicate)
+
+    def _catalog_services(self, predicate: Callable[[Any], bool] | None) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
         for svc in sorted(self.services.values(), key=lambda s: (s.name, s.node, s.id)):
             if predicate is not None and not predicate(svc.to_catalog_json(self.nodes[svc.node])):
@@ -466,12 +606,23 @@ class Datacenter:
         return out
 
     def checks_in_state(self, state: str) -> list[Check]:
-        found = [c for c in self.checks.values() if state == "any" or c.status == state]
+        if state == "any":
+            # Every change of the checks table bumps its index (or, on a reset, the epoch).
+            key = (self.tables.get("checks", 0), self.epoch)
+            if self._checks_cache is None or self._checks_cache[0] != key:
+                checks = self.checks  # keyed and ordered by (node, check id)
+                self._checks_cache = (key, [checks[k] for k in checks.ordered_keys()])
+            return list(self._checks_cache[1])
+        found = [c for c in self.checks.values() if c.status == state]
+        return sorted(found, key=lambda c: (c.node, c.check_id))
+
+    def checks_with_status(self, statuses: Iterable[str]) -> list[Check]:
+        found = [c for s in statuses for c in self.checks.lookup("status", s).values()]
         return sorted(found, key=lambda c: (c.node, c.check_id))
 
     def service_checks(self, name: str) -> list[Check]:
-        found = [c for c in self.checks.values() if c.service_id and c.service_name == name]
+        found = [c for c in self.checks.lookup("service_name", name).values() if c.service_id]
         return sorted(found, key=lambda c: (c.node, c.check_id))
 
     def node_checks(self, node: str) -> list[Check]:
-        return sorted((c for c in self.checks.values() if c.node == node), key=lambda c: c.check_id)
+        return sorted(self.checks.lookup("node", node).values(), key=lambda c: c.check_id)
