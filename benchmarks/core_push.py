@@ -122,6 +122,33 @@ async def stream_memory(streams: int) -> dict[str, Any]:
     }
 
 
+NAME = "core_push"
+
+
+async def measure(quick: bool) -> dict[str, Any]:
+    return {
+        "cores": os.cpu_count(),
+        "push_latency": await push_latency(20 if quick else 200),
+        "stream_memory": await stream_memory(50 if quick else 1000),
+    }
+
+
+def table_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
+    push, memory = result["push_latency"], result["stream_memory"]
+    return [
+        (
+            f"snapshot change → real Envoy ACK, serving core ({push['changes']} changes)",
+            "(report)",
+            f"median {push['median_ms']:.2f} ms, p99 {push['p99_ms']:.2f} ms",
+        ),
+        (
+            f"memory per idle ADS stream, serving core ({memory['streams']:,} streams)",
+            "(report)",
+            f"{memory['bytes_per_idle_stream'] / 1024:.0f} KiB",
+        ),
+    ]
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--changes", type=int, default=200)

@@ -27,7 +27,7 @@ from xds_server.server import DiscoveryServer, start_server
 RESULTS = Path(__file__).parent / "results"
 
 
-async def measure(services: int) -> dict[str, Any]:
+async def run(services: int) -> dict[str, Any]:
     cache = SnapshotCache()
     server, port = await start_server(DiscoveryServer(cache), "127.0.0.1:0")
     names = [f"svc{i}" for i in range(services)]
@@ -88,11 +88,35 @@ async def measure(services: int) -> dict[str, Any]:
     return result
 
 
+NAME = "delta_bytes"
+
+
+async def measure(quick: bool) -> dict[str, Any]:
+    return {"cores": os.cpu_count(), **await run(100 if quick else 1000)}
+
+
+def table_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
+    n = f"{result['services']:,} services"
+    endpoint, new = result["endpoint_change_bytes"], result["new_service_bytes"]
+    return [
+        (
+            f"bytes per endpoint change, SotW vs delta ({n})",
+            "(report)",
+            f"{endpoint['sotw']:,} B vs {endpoint['delta']:,} B",
+        ),
+        (
+            f"bytes per new service, SotW vs delta ({n})",
+            "(report)",
+            f"{new['sotw']:,} B vs {new['delta']:,} B",
+        ),
+    ]
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--services", type=int, default=1000)
     args = parser.parse_args()
-    result = {"cores": os.cpu_count(), **await measure(args.services)}
+    result = {"cores": os.cpu_count(), **await run(args.services)}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "delta_bytes.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

@@ -91,6 +91,27 @@ def run(services: int, nodes: int) -> dict[str, Any]:
     }
 
 
+NAME = "template_render"
+
+
+async def measure(quick: bool) -> dict[str, Any]:
+    sizes = [10, 100] if quick else [10, 100, 1000]
+    return {"sizes": [run(count, 1000) for count in sizes]}
+
+
+def table_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
+    return [
+        (
+            f"template render, default set, {size['services']:,} services",
+            "(report)",
+            f"one render {size['render_ms']:.1f} ms; {size['nodes']:,} nodes of one group: "
+            f"{size['renders']} render(s), {size['group_total_ms']:.0f} ms; instance change: "
+            f"{size['endpoint_change_ms']:.0f} ms, no render",
+        )
+        for size in result["sizes"]
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--services", type=int, nargs="*", default=[10, 100, 1000])

@@ -1,0 +1,69 @@
+"""B1 change latency: a Consul change → HTTP traffic through one real Envoy follows it.
+
+The bridge runs as ``python -m bridge serve`` (out of process, defaults); each change
+deregisters or registers ``web-2`` (of ``web-1``, ``web-2``) in the Consul double after a random
+pause, and the clock stops at the first request through Envoy whose answer proves the change
+(the probing is :class:`benchmarks.peer_sovereign.Probe`, shared with the peer comparison).
+
+Run: ``.venv/bin/python -m benchmarks.change_latency [--quick]``.
+Writes ``benchmarks/results/change_latency.json``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from benchmarks.core_push import percentile
+from benchmarks.peer_sovereign import Catalog, bridge_phase
+from consul_double import ConsulDouble
+from tests.support.backends import backends
+
+NAME = "change_latency"
+RESULTS = Path(__file__).parent / "results"
+
+
+async def measure(quick: bool) -> dict[str, Any]:
+    changes = 6 if quick else 60
+    timeout = aiohttp.ClientTimeout(total=5)
+    async with (
+        backends("web-1", "web-2") as started,
+        ConsulDouble() as consul,
+        aiohttp.ClientSession(timeout=timeout) as session,
+    ):
+        catalog = Catalog(consul, {b.name: b for b in started})
+        latencies, phase = await bridge_phase(catalog, session, changes, idle_s=1.0)
+    return {
+        "cores": os.cpu_count(),
+        "changes": changes,
+        "median_ms": phase["latency_ms"]["median"],
+        "p99_ms": round(percentile(latencies, 0.99), 1),
+        "max_ms": phase["latency_ms"]["max"],
+        "probe_errors": phase["probe_errors"],
+        "cpu_ms_per_change": phase["cpu_ms_per_change"],
+        "latencies_ms": {"change_to_traffic": [round(v, 2) for v in latencies]},
+    }
+
+
+def table_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
+    return [
+        (
+            f"B1 Consul change → traffic follows, 1 Envoy ({result['changes']} changes), median",
+            "<= 50 ms",
+            f"{result['median_ms']:.1f} ms",
+        ),
+        ("B1 same, p99", "<= 250 ms", f"{result['p99_ms']:.1f} ms (max {result['max_ms']:.1f})"),
+    ]
+
+
+if __name__ == "__main__":
+    output = asyncio.run(measure("--quick" in sys.argv))
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{NAME}.json").write_text(json.dumps(output, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in output.items() if k != "latencies_ms"}, indent=2))
