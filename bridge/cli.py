@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ from .bootstrap import BootstrapOptions, bootstrap_yaml, parse_metadata
 from .config import Config, ConfigError, add_flags, flags_from_namespace, load
 
 if TYPE_CHECKING:
+    from .app import Bridge
     from .resources import BuildSettings
     from .templating import TemplateSource
 
@@ -152,10 +154,21 @@ async def _serve(config_args: argparse.Namespace) -> int:
         bridge.admin_port,
         config["consul.address"],
     )
+    freeze = asyncio.create_task(_freeze_when_ready(bridge))
     await stop.wait()
+    freeze.cancel()
     log.info("shutting down: closing xDS streams and Consul requests")
     await bridge.stop()
     return 0
+
+
+async def _freeze_when_ready(bridge: Bridge) -> None:
+    """After the first full read, move what exists (mostly the catalog, long-lived) out of the
+    garbage collector's sight: at 10,000 services a full collection otherwise pauses the
+    process for ~0.5 s, which shows as push-latency spikes."""
+    await bridge.watcher.ready.wait()
+    gc.collect()
+    gc.freeze()
 
 
 async def _render(args: argparse.Namespace) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import functools
 import hashlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
@@ -161,6 +162,12 @@ class ResourceSet(Mapping[str, Resource]):
 
     def __getitem__(self, name: str) -> Resource:
         return self._items[name]
+
+    def get(self, name: str, default: Any = None) -> Any:  # direct: called per name per response
+        return self._items.get(name, default)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._items)

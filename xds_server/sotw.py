@@ -267,7 +267,8 @@ class SotwStream:
         sub.requested = True
         if first:
             sub.dirty = True
-        if wildcard != sub.wildcard or names != sub.names:
+        changed = wildcard != sub.wildcard or names != sub.names
+        if changed:
             added = names - sub.names
             for gone in sub.names - names:
                 sub.sent.pop(gone, None)
@@ -276,7 +277,7 @@ class SotwStream:
             sub.names = names
             sub.wildcard = wildcard
             sub.dirty = True
-        if self.info is not None:
+        if self.info is not None and (changed or first):  # an ACK usually repeats the names
             state = self.info.state(sub.type_url)
             state.subscribed = sorted(names)
             state.wildcard = wildcard
