@@ -48,6 +48,7 @@ never produces an update. Updates produced together are delivered in one ``on_up
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -77,6 +78,7 @@ NOT_PASSING = 'Status != "passing"'
 _RETRYABLE: tuple[type[BaseException], ...] = (ConsulError, consul.base.ConsulException)
 # Reading /v1/agent/self through python-consul2 can also fail on a bad body.
 _AGENT_RETRYABLE = (*_RETRYABLE, ValueError, KeyError, TypeError)
+_PROBE_ERRORS: tuple[type[BaseException], ...] = (TimeoutError, *_RETRYABLE)
 
 
 class Client(Protocol):
@@ -124,6 +126,45 @@ class WatchStatus:
         }
 
 
+class Recovery:
+    """Ends every watch's backoff as soon as Consul answers again.
+
+    Backoff grows to ``backoff_max`` (a minute) during a long outage; without this, changes made
+    just after Consul came back would wait that long. Any successful call, or the prober of
+    :meth:`CatalogWatcher.run` (one cheap ``/v1/status/leader`` read every
+    ``RECOVERY_PROBE_INTERVAL`` while anything is backing off), wakes every sleeping retry; they
+    retry within ``RECOVERY_SPREAD`` seconds of each other rather than all at once.
+    """
+
+    def __init__(self) -> None:
+        self._recovered = asyncio.Event()
+        self.backing_off = asyncio.Event()  # set while at least one retry sleeps
+        self.sleepers = 0
+
+    def succeeded(self) -> None:
+        if self.sleepers:
+            recovered, self._recovered = self._recovered, asyncio.Event()
+            recovered.set()
+
+    async def sleep(self, delay: float) -> None:
+        recovered = self._recovered
+        self.sleepers += 1
+        self.backing_off.set()
+        try:
+            await asyncio.wait_for(recovered.wait(), delay)
+        except TimeoutError:
+            return
+        finally:
+            self.sleepers -= 1
+            if not self.sleepers:
+                self.backing_off.clear()
+        await asyncio.sleep(random.uniform(0, RECOVERY_SPREAD))
+
+
+RECOVERY_PROBE_INTERVAL = 0.5
+RECOVERY_SPREAD = 0.2
+
+
 class _Retrier:
     """Calls Consul until it answers; backoff with jitter, logs, status bookkeeping."""
 
@@ -132,10 +173,12 @@ class _Retrier:
         settings: ConsulSettings,
         status: WatchStatus,
         retryable: tuple[type[BaseException], ...] = _RETRYABLE,
+        recovery: Recovery | None = None,
     ) -> None:
         self.settings = settings
         self.status = status
         self.retryable = retryable
+        self.recovery = recovery or Recovery()
         self._last_call = -1e9
 
     def backoff(self, state: RetryCallState) -> float:
@@ -155,7 +198,7 @@ class _Retrier:
         offset = 0
         if not self.status.failing:
             try:
-                return await self._spaced(fn)
+                answer = await self._spaced(fn)
             except self.retryable as exc:
                 # The first failure: logged and backed off exactly as tenacity would, which
                 # then carries on from the second attempt.
@@ -164,11 +207,15 @@ class _Retrier:
                 delay = self._delay(1)
                 first.next_action = RetryAction(delay)
                 self._failed(first)
-                await asyncio.sleep(delay)
+                await self.recovery.sleep(delay)
                 offset = 1
+            else:
+                self.recovery.succeeded()
+                return answer
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(self.retryable),
             wait=lambda state: self._delay(state.attempt_number + offset),
+            sleep=self.recovery.sleep,
             before_sleep=self._failed,
             reraise=True,
         )
@@ -181,6 +228,7 @@ class _Retrier:
                 self.status.failing,
             )
         self.status.failing = 0
+        self.recovery.succeeded()
         return result
 
     async def _spaced(self, fn: Callable[[], Any]) -> Any:
@@ -236,6 +284,7 @@ class BlockingQuery:
         validate: Validator,
         observe: Callable[[ConsulResponse], None],
         extra_params: Mapping[str, str] | None = None,
+        recovery: Recovery | None = None,
     ) -> None:
         self.client = client
         self.extra_params = dict(extra_params or {})
@@ -245,7 +294,7 @@ class BlockingQuery:
         self.dc_param = dc_param
         self.validate = validate
         self.observe = observe
-        self.retrier = _Retrier(settings, status)
+        self.retrier = _Retrier(settings, status, recovery=recovery)
         self.index = 0
         self.body: Any = None
         self.has_body = False
@@ -384,6 +433,7 @@ class _Datacenter:
             validate,
             self.watcher.observe,
             extra_params,
+            self.watcher.recovery,
         )
 
     def statuses(self) -> list[WatchStatus]:
@@ -410,6 +460,18 @@ class _Datacenter:
     def apply_catalog(self, resp: ConsulResponse, body_changed: bool) -> None:
         selected = _catalog_selection(resp.body, self.settings)
         previous = self.selected
+        hidden = [n for n in previous if n not in selected] if resp.filtered_by_acls else []
+        if hidden:
+            # Services that vanish from an ACL-filtered catalog may only be hidden from the
+            # token: keep serving them (a deregistration shows up in their health reads).
+            log.warning(
+                "dc %s: Consul's ACLs hide %d services the bridge serves (%s); keeping them - "
+                "check the token's service:read",
+                self.name,
+                len(hidden),
+                ", ".join(sorted(hidden)[:5]) + (" ..." if len(hidden) > 5 else ""),
+            )
+            selected = {**{n: previous[n] for n in hidden}, **selected}
         self.selected = selected
         removed = [n for n in previous if n not in selected]
         added = [n for n in selected if n not in previous]
@@ -546,7 +608,7 @@ class _Datacenter:
             await self.wake.wait()
 
     async def _reread_worker(self) -> None:
-        retrier = _Retrier(self.settings, self.reread_status)
+        retrier = _Retrier(self.settings, self.reread_status, recovery=self.watcher.recovery)
         await self.health_primed.wait()
         while True:
             name = await self._next_queued()
@@ -580,6 +642,19 @@ class _Datacenter:
             log.warning("dc %s, service %s: %s", self.name, name, problem)
         self.unread.discard(name)
         self.read_index[name] = resp.index
+        if not instances and self.instances.get(name) and resp.filtered_by_acls:
+            # Every instance hidden by ACLs: a token that lost node:read/service:read looks
+            # exactly like this. Dropping them would cut the service's traffic on a guess.
+            log.warning(
+                "dc %s, service %s: Consul's ACLs hide every instance "
+                "(X-Consul-Results-Filtered-By-ACLs); keeping the %d last known - check the "
+                "token's service:read and node:read",
+                self.name,
+                name,
+                len(self.instances[name]),
+            )
+            self.check_ready()
+            return
         if self.instances.get(name) != instances or name not in self.instances:
             self._index_nodes(name, self.instances.get(name, ()), instances)
             self.instances[name] = instances
@@ -642,8 +717,33 @@ class CatalogWatcher:
         self._batch = _Batch()
         self._acl_filtered_warned = False
         self._leaderless_warned = False
+        self.recovery = Recovery()
 
     async def run(self) -> None:
+        prober = asyncio.create_task(self._probe_while_backing_off(), name="consul-recovery")
+        try:
+            await self._run()
+        finally:
+            prober.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await prober
+
+    async def _probe_while_backing_off(self) -> None:
+        """While any watch backs off, ask Consul every ``RECOVERY_PROBE_INTERVAL`` whether it is
+        back (one connection, one tiny read); when it is, every backoff ends."""
+        while True:
+            await self.recovery.backing_off.wait()
+            try:
+                await asyncio.wait_for(
+                    self.client.get_json("/v1/status/leader"), RECOVERY_PROBE_INTERVAL * 4
+                )
+            except _PROBE_ERRORS:
+                pass
+            else:
+                self.recovery.succeeded()
+            await asyncio.sleep(RECOVERY_PROBE_INTERVAL)
+
+    async def _run(self) -> None:
         local = await self._local_datacenter()
         self.local_datacenter = local
         self.datacenters = tuple(dict.fromkeys((local, *self.settings.datacenters)))
@@ -667,7 +767,9 @@ class CatalogWatcher:
             self.flush()
 
     async def _local_datacenter(self) -> str:
-        retrier = _Retrier(self.settings, self._agent_status, _AGENT_RETRYABLE)
+        retrier = _Retrier(
+            self.settings, self._agent_status, _AGENT_RETRYABLE, recovery=self.recovery
+        )
         name: str = await retrier.call(self._read_local_datacenter)
         self._agent_status.datacenter = name
         return name

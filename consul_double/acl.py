@@ -67,6 +67,11 @@ class Acl:
         self.enabled = tokens is not None
         self._policies = {k: Policy.from_dict(v) for k, v in (tokens or {}).items()}
 
+    def set_policy(self, token: str, policy: Mapping[str, Any]) -> None:
+        """Change what a token may do (an operator editing its policy in Consul)."""
+        self.enabled = True
+        self._policies[token] = Policy.from_dict(policy)
+
     def resolve(self, token: str) -> Policy:
         if not self.enabled:
             return ALLOW_ALL

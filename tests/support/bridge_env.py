@@ -127,17 +127,20 @@ def bridge_config(consul: ConsulDouble, **consul_overrides: object) -> BridgeCon
 
 
 @contextlib.asynccontextmanager
-async def running_stack(node_id: str) -> AsyncIterator[Stack]:
+async def running_stack(
+    node_id: str, acl_tokens: dict[str, dict[str, Any]] | None = None, **consul_settings: object
+) -> AsyncIterator[Stack]:
     names = ["web-1", "web-2", "web-dc2", "api-1"]
     async with (
         backends(*names) as started,
-        ConsulDouble(datacenter="dc1", extra_datacenters=("dc2",)) as consul,
+        ConsulDouble(datacenter="dc1", extra_datacenters=("dc2",), acl_tokens=acl_tokens) as consul,
     ):
         by_name = {b.name: b for b in started}
         partial = Stack(consul, None, None, free_port(), by_name)  # type: ignore[arg-type]
         partial.register("web-1")
         partial.register("web-2", node="node2")
-        async with Bridge(bridge_config(consul, datacenters=("dc2",))) as bridge:
+        config = bridge_config(consul, datacenters=("dc2",), **consul_settings)
+        async with Bridge(config) as bridge:
             await eventually(lambda: _ready(bridge), timeout=10, what="bridge ready")
             bootstrap = bridge_bootstrap(bridge.xds_port, node_id, partial.ingress, ["web", "api"])
             async with Envoy(bootstrap) as envoy:
