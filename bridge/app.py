@@ -26,6 +26,7 @@ from xds_server.cache import (
     node_key_by_metadata,
 )
 from xds_server.server import DiscoveryServer, start_server
+from xds_server.sotw import Limits
 from xds_server.tracking import ClientRegistry
 
 from . import debug
@@ -73,6 +74,7 @@ class BridgeConfig:
     admin_listen: str = "127.0.0.1:9102"
     node_key: str = "id"
     debounce: float = 0.01
+    max_streams: int = 50_000
     build: BuildSettings = field(default_factory=BuildSettings)
     xds_tls_cert: str = ""  # PEM files; cert and key together enable TLS on the xDS listener
     xds_tls_key: str = ""
@@ -123,6 +125,7 @@ def bridge_config(config: Config) -> BridgeConfig:
         admin_listen=config["admin.listen"],
         node_key=config["xds.node_key"],
         debounce=config["xds.debounce"],
+        max_streams=config["xds.max_streams"],
         build=BuildSettings(warning_is_healthy=config["services.warning_is_healthy"]),
         xds_tls_cert=config["xds.tls_cert"],
         xds_tls_key=config["xds.tls_key"],
@@ -147,6 +150,7 @@ class Bridge:
         self.discovery = DiscoveryServer(
             self.cache,
             self.registry,
+            Limits(max_streams=config.max_streams),
             authorize=authorize_node_by_san if config.xds_require_node_san else None,
         )
         self.publisher = Publisher(

@@ -90,6 +90,19 @@ class DiscoveryServer:
         context: grpc.aio.ServicerContext[Any, Any],
         method: str,
     ) -> None:
+        if len(self._active) >= self.limits.max_streams:
+            log.warning(
+                "refusing a %s stream from %s: %d streams open, the limit is %d",
+                method,
+                context.peer(),
+                len(self._active),
+                self.limits.max_streams,
+            )
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"this xDS server has {len(self._active)} streams open; the limit is "
+                f"{self.limits.max_streams} (retry later or use another replica)",
+            )
         wake = asyncio.Event()
         stream.wakeup = wake.set
         failure: list[ProtocolError] = []

@@ -69,6 +69,7 @@ class Limits:
 
     max_names_per_request: int = 100_000
     max_name_length: int = 4096
+    max_streams: int = 50_000  # open xDS streams on this server, all clients together
 
 
 @dataclass(slots=True)

@@ -105,6 +105,30 @@ async def test_limits_on_names_and_message_size_give_clear_errors(server: Server
         assert len((await client.recv()).resources) == 3
 
 
+async def test_streams_beyond_the_limit_are_refused_and_the_rest_keep_working() -> None:
+    cache = SnapshotCache()
+    cache.set_snapshot("client-1", big_snapshot(0, clusters=2))
+    grpc_server, port = await start_server(
+        DiscoveryServer(cache, ClientRegistry(), Limits(max_streams=2)), "127.0.0.1:0"
+    )
+    target = f"127.0.0.1:{port}"
+    try:
+        async with XdsClient(target) as first, XdsClient(target) as second:
+            for client in (first, second):
+                await client.send(CLUSTER)
+                await client.ack(await client.recv())
+            async with XdsClient(target) as third:
+                await third.send(CLUSTER)
+                with pytest.raises(grpc.aio.AioRpcError) as refused:
+                    await third.recv()
+            assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "the limit is 2" in str(refused.value.details())
+            cache.set_snapshot("client-1", big_snapshot(1, clusters=2))
+            assert len((await first.recv()).resources) == 2  # the open streams are unaffected
+    finally:
+        await grpc_server.stop(None)
+
+
 # ------------------------------------------------------------------ property-based fuzzing
 @pytest.fixture(scope="module")
 def threaded_server() -> Iterator[str]:
