@@ -5,7 +5,8 @@ Each benchmark module exposes ``NAME``, ``async measure(quick) -> dict`` and
 ``<out>/<name>.json`` per benchmark, ``<out>/SUMMARY.md`` (one table, with the machine's core
 count) and, when matplotlib is installed, ``<out>/latency.png`` (the latency distributions).
 
-Usage: ``python -m benchmarks [--quick] [--only NAME,...] [--out DIR]``.
+Usage: ``python -m benchmarks [--quick] [--only NAME,...] [--out DIR] [--from-results]``
+(``--from-results``: rebuild the summary and plot from the JSON files already in ``--out``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from benchmarks.common import RESULTS
+
 #: In the order of the issue's targets (B1..B4), then the supporting measurements.
 MODULES = (
     "change_latency",
@@ -34,7 +37,6 @@ MODULES = (
     "delta_bytes",
     "template_render",
 )
-RESULTS = Path(__file__).parent / "results"
 
 
 def load(name: str) -> ModuleType:
@@ -61,7 +63,8 @@ def summary_markdown(rows: list[tuple[str, str, str]], quick: bool, seconds: flo
         f"# Benchmark summary{' (quick sizes)' if quick else ''}",
         "",
         f"{os.cpu_count()} cores, Python {platform.python_version()}, commit {git_revision()}, "
-        f"{time.strftime('%Y-%m-%d', time.gmtime())}, {seconds:.0f} s in all.",
+        f"{time.strftime('%Y-%m-%d', time.gmtime())}"
+        + (f", {seconds:.0f} s in all." if seconds else " (rebuilt from the JSON results)."),
         "",
         "| what | target | measured |",
         "|---|---|---|",
@@ -110,15 +113,24 @@ def plot(series: dict[str, list[float]], path: Path) -> bool:
     return True
 
 
+def report(results: dict[str, dict[str, Any]], out: Path, quick: bool, seconds: float) -> None:
+    rows = [row for name, result in results.items() for row in load(name).table_rows(result)]
+    save(out / "SUMMARY.md", summary_markdown(rows, quick, seconds))
+    if plot(latency_series(results), out / "latency.png"):
+        print(f"plot: {out / 'latency.png'}")
+    else:
+        print("plot skipped: matplotlib is not installed (pip install -e '.[bench]')")
+    print(f"summary: {out / 'SUMMARY.md'}")
+
+
 def save(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
 
 
 async def run(names: list[str], quick: bool, out: Path) -> int:
-    rows: list[tuple[str, str, str]] = []
     results: dict[str, dict[str, Any]] = {}
-    failed = 0
+    failed: list[str] = []
     started = time.monotonic()
     for name in names:
         print(f"== {name}{' (quick)' if quick else ''}", flush=True)
@@ -127,24 +139,17 @@ async def run(names: list[str], quick: bool, out: Path) -> int:
             module = load(name)
             result = await module.measure(quick)
         except Exception as exc:  # one failing benchmark must not hide the others' figures
-            failed += 1
-            rows.append((name, "—", f"FAILED: {type(exc).__name__}: {exc}"[:300]))
+            failed.append(f"{name}: {type(exc).__name__}: {exc}"[:300])
             print(f"   failed: {exc!r}", flush=True)
             continue
         results[name] = result
         save(out / f"{name}.json", json.dumps(result, indent=2) + "\n")
-        module_rows = module.table_rows(result)
-        rows += module_rows
-        for row in module_rows:
+        for row in module.table_rows(result):
             print(f"   {row[0]}: {row[2]}  (target {row[1]})", flush=True)
         print(f"   ({time.monotonic() - began:.0f} s)", flush=True)
-    summary = summary_markdown(rows, quick, time.monotonic() - started)
-    save(out / "SUMMARY.md", summary)
-    if plot(latency_series(results), out / "latency.png"):
-        print(f"plot: {out / 'latency.png'}")
-    else:
-        print("plot skipped: matplotlib is not installed (pip install -e '.[bench]')")
-    print(f"summary: {out / 'SUMMARY.md'}")
+    report(results, out, quick, time.monotonic() - started)
+    for failure in failed:
+        print(f"FAILED: {failure}")
     return 1 if failed else 0
 
 
@@ -153,12 +158,19 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes (< 2 min in all)")
     parser.add_argument("--only", default="", help="comma-separated benchmark names")
     parser.add_argument("--out", default="", help="results directory")
+    parser.add_argument(
+        "--from-results", action="store_true", help="only rebuild SUMMARY.md and the plot"
+    )
     args = parser.parse_args()
     names = [n for n in args.only.split(",") if n] or list(MODULES)
     unknown = sorted(set(names) - set(MODULES))
     if unknown:
         parser.error(f"unknown benchmarks: {', '.join(unknown)} (known: {', '.join(MODULES)})")
     out = Path(args.out) if args.out else (RESULTS / "quick" if args.quick else RESULTS)
+    if args.from_results:
+        found = {n: json.loads((out / f"{n}.json").read_text()) for n in names}
+        report(found, out, args.quick, 0.0)
+        return 0
     return asyncio.run(run(names, args.quick, out))
 
 

@@ -49,7 +49,7 @@ from envoy.config.core.v3 import health_check_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.service.discovery.v3 import ads_pb2_grpc
 
-from benchmarks.core_push import percentile, rss_bytes
+from benchmarks.common import percentile, rss_bytes, save_result
 from bridge.app import Bridge, BridgeConfig
 from bridge.consul_settings import settings_from_env
 from consul_double import seed
@@ -57,7 +57,6 @@ from tests.support.xds_client import XdsClient
 from xds_server.resource import CLUSTER, ENDPOINT
 
 NAME = "catalog_scale"
-RESULTS = Path(__file__).parent / "results"
 REPO = Path(__file__).resolve().parent.parent
 NODE_ID = "bench-catalog-scale"
 CAP = 100  # consul.max_connections (the default)
@@ -588,8 +587,7 @@ async def main() -> None:
         size = replace(size, min_interval=float(sys.argv[sys.argv.index("--min-interval") + 1]))
     result = await measure_size(size)
     if size in (QUICK, FULL):  # a variant (overridden settings) is printed only
-        RESULTS.mkdir(exist_ok=True)
-        (RESULTS / f"{NAME}.json").write_text(json.dumps(result, indent=2) + "\n")
+        save_result(NAME, result)
     print(json.dumps(result, indent=2))
 
 

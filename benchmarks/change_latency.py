@@ -15,18 +15,16 @@ import asyncio
 import json
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from benchmarks.core_push import percentile
+from benchmarks.common import percentile, save_result
 from benchmarks.peer_sovereign import Catalog, bridge_phase
 from consul_double import ConsulDouble
 from tests.support.backends import backends
 
 NAME = "change_latency"
-RESULTS = Path(__file__).parent / "results"
 
 
 async def measure(quick: bool) -> dict[str, Any]:
@@ -64,6 +62,5 @@ def table_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 if __name__ == "__main__":
     output = asyncio.run(measure("--quick" in sys.argv))
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{NAME}.json").write_text(json.dumps(output, indent=2) + "\n")
+    save_result(NAME, output)
     print(json.dumps({k: v for k, v in output.items() if k != "latencies_ms"}, indent=2))

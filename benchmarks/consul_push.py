@@ -20,18 +20,16 @@ import os
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from envoy.config.core.v3 import health_check_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
 
-from benchmarks.core_push import percentile
+from benchmarks.common import percentile, save_result
 from tests.support.bridge_env import running_stack
 from tests.support.recorder import Event, Recorder
 from xds_server.resource import ENDPOINT
 
-RESULTS = Path(__file__).parent / "results"
 NODE = "bench-consul"
 
 
@@ -145,8 +143,7 @@ async def main() -> None:
     parser.add_argument("--spacing", type=float, default=0.25)
     args = parser.parse_args()
     result = {"cores": os.cpu_count(), **await run(args.changes, args.spacing)}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "consul_push.json").write_text(json.dumps(result, indent=2) + "\n")
+    save_result("consul_push", result)
     print(json.dumps(result, indent=2))
 
 

@@ -13,9 +13,9 @@ import os
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
+from benchmarks.common import percentile, rss_bytes, save_result
 from tests.support.envoy import Envoy, ads_bootstrap
 from tests.support.ports import free_port
 from tests.support.recorder import Recorder
@@ -24,8 +24,6 @@ from xds_server.cache import Snapshot, SnapshotCache
 from xds_server.resource import ENDPOINT
 from xds_server.server import DiscoveryServer, start_server
 from xds_server.tracking import ClientRegistry
-
-RESULTS = Path(__file__).parent / "results"
 
 CLIENT_SCRIPT = """
 import asyncio, sys
@@ -42,16 +40,6 @@ async def main(target, count):
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
 asyncio.run(main(sys.argv[1], int(sys.argv[2])))
 """
-
-
-def rss_bytes() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 async def push_latency(changes: int) -> dict[str, Any]:
@@ -159,8 +147,7 @@ async def main() -> None:
         "push_latency": await push_latency(args.changes),
         "stream_memory": await stream_memory(args.streams),
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "core_push.json").write_text(json.dumps(result, indent=2) + "\n")
+    save_result("core_push", result)
     print(json.dumps(result, indent=2))
 
 

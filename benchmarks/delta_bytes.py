@@ -15,16 +15,14 @@ import argparse
 import asyncio
 import json
 import os
-from pathlib import Path
 from typing import Any
 
+from benchmarks.common import save_result
 from tests.support.xds_client import DeltaClient, XdsClient
 from tests.support.xds_resources import eds_cluster, load_assignment
 from xds_server.cache import Snapshot, SnapshotCache
 from xds_server.resource import CLUSTER, ENDPOINT
 from xds_server.server import DiscoveryServer, start_server
-
-RESULTS = Path(__file__).parent / "results"
 
 
 async def run(services: int) -> dict[str, Any]:
@@ -117,8 +115,7 @@ async def main() -> None:
     parser.add_argument("--services", type=int, default=1000)
     args = parser.parse_args()
     result = {"cores": os.cpu_count(), **await run(args.services)}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "delta_bytes.json").write_text(json.dumps(result, indent=2) + "\n")
+    save_result("delta_bytes", result)
     print(json.dumps(result, indent=2))
 
 

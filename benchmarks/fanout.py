@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import statistics
 import sys
 import time
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
+from benchmarks.common import percentile, rss_bytes, save_result
 from bridge.catalog import ServiceUpdate
 from bridge.metrics import Metrics, XdsMetricsObserver
 from bridge.model import Instance
@@ -37,19 +36,8 @@ from xds_server.server import DiscoveryServer, start_server
 from xds_server.tracking import BaseObserver, ClientRegistry, StreamInfo
 
 NAME = "fanout"
-RESULTS = Path(__file__).parent / "results"
 PER_PROCESS = 1000
 SERVICES = 20
-
-
-def rss_bytes() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def spread(values: list[float]) -> dict[str, float]:
@@ -172,7 +160,7 @@ async def one_size(streams: int, changes: int) -> dict[str, Any]:
             "cpu_ms_per_change": round(statistics.median(cpu_ms), 2),
             "cpu_us_per_stream_per_change": round(statistics.median(cpu_ms) * 1000 / streams, 1),
             "bytes_per_idle_stream": int((loaded - baseline) / streams),
-            "latencies_ms": {"all_acked": bridge_side},
+            "latencies_ms": {"all_acked": [round(v, 1) for v in bridge_side]},
         }
     finally:
         for client in clients:
@@ -221,6 +209,5 @@ def table_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 if __name__ == "__main__":
     output = asyncio.run(measure("--quick" in sys.argv))
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{NAME}.json").write_text(json.dumps(output, indent=2) + "\n")
+    save_result(NAME, output)
     print(json.dumps({"sizes": [{**s, "latencies_ms": "..."} for s in output["sizes"]]}, indent=2))

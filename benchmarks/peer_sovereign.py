@@ -50,7 +50,7 @@ from typing import Any
 
 import aiohttp
 
-from benchmarks.core_push import percentile
+from benchmarks.common import percentile, save_result
 from consul_double import ConsulDouble
 from tests.support.backends import Backend, backends
 from tests.support.bridge_env import bridge_bootstrap, static_ingress
@@ -59,7 +59,6 @@ from tests.support.ports import free_port
 
 NAME = "peer_sovereign"
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = Path(__file__).parent / "results"
 SOVEREIGN_DIR = Path(__file__).parent / "sovereign"
 SOVEREIGN_VENV = ROOT / ".venv-bench-sovereign"
 SOVEREIGN_REQUIREMENT = "sovereign~=0.32.0"
@@ -557,8 +556,7 @@ def table_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 async def _main() -> None:
     result = await measure(quick="--quick" in sys.argv)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{NAME}.json").write_text(json.dumps(result, indent=2) + "\n")
+    save_result(NAME, result)
     print(json.dumps(result, indent=2))
     for row in table_rows(result):
         print(" | ".join(row))

@@ -20,16 +20,14 @@ import json
 import platform
 import statistics
 import time
-from pathlib import Path
 from typing import Any
 
 from envoy.config.core.v3 import base_pb2
 
+from benchmarks.common import save_result
 from bridge.catalog import Catalog, ServiceUpdate
 from bridge.model import Check, Instance
 from bridge.templating import TemplateSource
-
-RESULTS = Path(__file__).parent / "results"
 
 
 def _instance(service: str, n: int, status: str = "passing") -> Instance:
@@ -118,8 +116,7 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=1000)
     args = parser.parse_args()
     results = [run(count, args.nodes) for count in args.services]
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "template_render.json").write_text(json.dumps(results, indent=2) + "\n")
+    save_result("template_render", results)
     print(json.dumps(results, indent=2))
 
 
