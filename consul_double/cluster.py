@@ -280,19 +280,7 @@ class Cluster:
             raise InvalidRequestError("Missing service name")
         node = self.node_name
         service_id = str(d.get("id") or name)
-        svc = Service(
-            node,
-            service_id,
-            name,
-            tags=_tags(d.get("tags")),
-            address=str(d.get("address") or ""),
-            port=_port(d.get("port")),
-            meta=_str_map(d.get("meta"), "Meta"),
-            weights=_weights(d.get("weights")),
-            tagged_addresses=_tagged_addresses(d.get("taggedaddresses")),
-            enable_tag_override=bool(d.get("enabletagoverride", False)),
-            kind=str(d.get("kind") or ""),
-        )
+        svc = _service(node, service_id, name, d)
         defs = []
         if d.get("check"):
             defs.append(d["check"])
@@ -367,19 +355,7 @@ class Cluster:
             name = s.get("service")
             if not name:
                 raise InvalidRequestError("Must provide service name")
-            svc = Service(
-                node.name,
-                str(s.get("id") or name),
-                str(name),
-                tags=_tags(s.get("tags")),
-                address=str(s.get("address") or ""),
-                port=_port(s.get("port")),
-                meta=_str_map(s.get("meta"), "Meta"),
-                weights=_weights(s.get("weights")),
-                tagged_addresses=_tagged_addresses(s.get("taggedaddresses")),
-                enable_tag_override=bool(s.get("enabletagoverride", False)),
-                kind=str(s.get("kind") or ""),
-            )
+            svc = _service(node.name, str(s.get("id") or name), str(name), s)
         raw_checks = ([d["check"]] if d.get("check") else []) + list(d.get("checks") or [])
         checks = []
         for raw in raw_checks:
@@ -423,3 +399,20 @@ class Cluster:
                     dc.remove_check(txn, node, str(d["checkid"]))
             else:
                 dc.remove_node(txn, str(node))
+
+
+def _service(node: str, service_id: str, name: str, d: Mapping[str, Any]) -> Service:
+    """A service definition (keys lower-cased), as the agent and catalog endpoints take it."""
+    return Service(
+        node,
+        service_id,
+        name,
+        tags=_tags(d.get("tags")),
+        address=str(d.get("address") or ""),
+        port=_port(d.get("port")),
+        meta=_str_map(d.get("meta"), "Meta"),
+        weights=_weights(d.get("weights")),
+        tagged_addresses=_tagged_addresses(d.get("taggedaddresses")),
+        enable_tag_override=bool(d.get("enabletagoverride", False)),
+        kind=str(d.get("kind") or ""),
+    )
