@@ -8,7 +8,6 @@ from a bridge that has not read Consul yet would wipe a fleet).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ from .metrics import Metrics, TemplateErrorsCollector, XdsMetricsObserver
 from .publisher import NodeConfigSource, Publisher
 from .resources import BuildSettings
 from .security import XdsTls, authorize_node_by_san, check_xds_tls, server_credentials
+from .tasks import cancel_and_wait
 from .templating import TemplateSource
 from .watcher import CatalogWatcher
 
@@ -262,11 +262,7 @@ class Bridge:
     async def stop(self) -> None:
         """Close xDS streams, cancel Consul requests, stop the admin listener (idempotent)."""
         tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(tasks)
         if self.templates is not None:
             await self.templates.stop()
         if self._grpc is not None:

@@ -19,11 +19,14 @@ from typing import TYPE_CHECKING, Any
 from . import logs
 from .bootstrap import BootstrapOptions, bootstrap_yaml, parse_metadata
 from .config import Config, ConfigError, add_flags, flags_from_namespace, load
+from .tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from .app import Bridge
     from .resources import BuildSettings
     from .templating import TemplateSource
+
+SHUTDOWN_TIMEOUT = 15.0  # seconds from SIGTERM to exit, at the most
 
 log = logging.getLogger("bridge")
 
@@ -156,9 +159,17 @@ async def _serve(config_args: argparse.Namespace) -> int:
     )
     freeze = asyncio.create_task(_freeze_when_ready(bridge))
     await stop.wait()
-    freeze.cancel()
     log.info("shutting down: closing xDS streams and Consul requests")
-    await bridge.stop()
+    try:
+        async with asyncio.timeout(SHUTDOWN_TIMEOUT):
+            await cancel_and_wait([freeze])
+            await bridge.stop()
+    except TimeoutError:
+        # Every stop step is bounded on its own; this is the last resort, so that a SIGTERM
+        # always ends the process (asyncio.run would otherwise wait for a stuck task forever).
+        log.error("shutdown did not finish within %gs: exiting anyway", SHUTDOWN_TIMEOUT)
+        logging.shutdown()
+        os._exit(1)
     return 0
 
 

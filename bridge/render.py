@@ -9,7 +9,6 @@ then go through the same publisher and templates as in ``serve``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 from collections.abc import Mapping, Sequence
@@ -27,6 +26,7 @@ from .consul_settings import ConsulSettings
 from .debug import resources_view
 from .model import parse_health_service
 from .publisher import NodeConfigSource, Publisher
+from .tasks import cancel_and_wait
 from .watcher import CatalogWatcher
 
 
@@ -68,16 +68,15 @@ async def catalog_from_consul(
     watcher = CatalogWatcher(client, settings, updates.extend)
     task = asyncio.create_task(watcher.run())
     try:
-        await asyncio.wait_for(watcher.ready.wait(), timeout)
+        async with asyncio.timeout(timeout):
+            await watcher.ready.wait()
     except TimeoutError:
         raise RenderError(
             f"no complete read of Consul at {settings.address} within {timeout:g}s "
             "(see the log for the errors)"
         ) from None
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait([task])
         await client.close()
     return list(watcher.datacenters), updates
 

@@ -48,7 +48,6 @@ never produces an update. Updates produced together are delivered in one ``on_up
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -64,6 +63,7 @@ from .catalog import ServiceUpdate
 from .consul_client import ConsulError, ConsulResponse
 from .consul_settings import ConsulSettings
 from .model import Instance, parse_health_service
+from .tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,8 @@ class Recovery:
         self.sleepers += 1
         self.backing_off.set()
         try:
-            await asyncio.wait_for(recovered.wait(), delay)
+            async with asyncio.timeout(delay):
+                await recovered.wait()
         except TimeoutError:
             return
         finally:
@@ -453,7 +454,7 @@ class _Datacenter:
             tasks = [task for _, task in self.service_watches.values()] + self.global_tasks
             self._stop_service_watches(list(self.service_watches))
             self._stop_global()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await cancel_and_wait(tasks)
 
     # catalog → selection and mode
 
@@ -724,9 +725,7 @@ class CatalogWatcher:
         try:
             await self._run()
         finally:
-            prober.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await prober
+            await cancel_and_wait([prober])
 
     async def _probe_while_backing_off(self) -> None:
         """While any watch backs off, ask Consul every ``RECOVERY_PROBE_INTERVAL`` whether it is
@@ -734,9 +733,11 @@ class CatalogWatcher:
         while True:
             await self.recovery.backing_off.wait()
             try:
-                await asyncio.wait_for(
-                    self.client.get_json("/v1/status/leader"), RECOVERY_PROBE_INTERVAL * 4
-                )
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+                # cancellation that arrives as the inner call finishes, and this task then
+                # never ends (a bridge stopped while Consul fails hung forever).
+                async with asyncio.timeout(RECOVERY_PROBE_INTERVAL * 4):
+                    await self.client.get_json("/v1/status/leader")
             except _PROBE_ERRORS:
                 pass
             else:

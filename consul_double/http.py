@@ -154,7 +154,8 @@ async def block(backend: Backend, opts: ReadOptions, index: Callable[[], int]) -
                 break
             fut = dc.waiter()
             try:
-                await asyncio.wait_for(fut, remaining)
+                async with asyncio.timeout(remaining):
+                    await fut
             except TimeoutError:
                 break
             finally:

@@ -298,7 +298,8 @@ async def main(once: bool) -> int:
             if process.returncode is None:
                 process.terminate()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(process.wait(), 10)
+                    async with asyncio.timeout(10):
+                        await process.wait()
         await backends.stop()
         if once:
             shutil.rmtree(workdir, ignore_errors=True)
