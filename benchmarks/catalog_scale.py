@@ -52,6 +52,7 @@ from envoy.service.discovery.v3 import ads_pb2_grpc
 from benchmarks.common import percentile, rss_bytes, save_result
 from bridge.app import Bridge, BridgeConfig
 from bridge.consul_settings import settings_from_env
+from bridge.tasks import within
 from consul_double import seed
 from tests.support.xds_client import XdsClient
 from xds_server.resource import CLUSTER, ENDPOINT
@@ -104,7 +105,7 @@ async def consul_process(size: Size, stats_file: Path) -> AsyncIterator[str]:
     )  # fmt: skip
     try:
         assert proc.stdout is not None
-        line = await asyncio.wait_for(proc.stdout.readline(), 300)
+        line = await within(proc.stdout.readline(), 300)
         text = line.decode().strip()
         if not text.startswith("consul double serving "):
             raise RuntimeError(f"the Consul double did not start: {text!r}")
@@ -113,7 +114,7 @@ async def consul_process(size: Size, stats_file: Path) -> AsyncIterator[str]:
         if proc.returncode is None:
             proc.terminate()
             try:
-                await asyncio.wait_for(proc.wait(), 30)
+                await within(proc.wait(), 30)
             except TimeoutError:
                 proc.kill()
                 await proc.wait()
@@ -207,7 +208,7 @@ class Watcher:
                 return False
             self.arrived.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.arrived.wait(), remaining)
+                await within(self.arrived.wait(), remaining)
         return True
 
 

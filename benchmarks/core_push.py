@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from benchmarks.common import percentile, rss_bytes, save_result
+from bridge.tasks import within
 from tests.support.envoy import Envoy, ads_bootstrap
 from tests.support.ports import free_port
 from tests.support.recorder import Recorder
@@ -93,7 +94,7 @@ async def stream_memory(streams: int) -> dict[str, Any]:
     )
     assert client.stdout is not None
     assert client.stdin is not None
-    line = await asyncio.wait_for(client.stdout.readline(), 120)
+    line = await within(client.stdout.readline(), 120)
     assert line.strip() == b"ready", line
     loaded = rss_bytes()
     connected = len(registry.streams)

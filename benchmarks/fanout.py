@@ -30,6 +30,7 @@ from bridge.metrics import Metrics, XdsMetricsObserver
 from bridge.model import Instance
 from bridge.publisher import Publisher
 from bridge.resources import BuildSettings
+from bridge.tasks import within
 from xds_server.cache import SnapshotCache
 from xds_server.resource import ENDPOINT
 from xds_server.server import DiscoveryServer, start_server
@@ -66,7 +67,7 @@ class AckTimes(BaseObserver):
                 self.changed.clear()
                 await self.changed.wait()
 
-        await asyncio.wait_for(loop(), timeout)
+        await within(loop(), timeout)
 
 
 def instances(service: str, port: int) -> tuple[Instance, ...]:
@@ -93,7 +94,7 @@ async def start_clients(target: str, streams: int) -> list[asyncio.subprocess.Pr
         )  # fmt: skip
     for client in clients:
         assert client.stdout is not None
-        line = await asyncio.wait_for(client.stdout.readline(), 300)
+        line = await within(client.stdout.readline(), 300)
         if line.strip() != b"ready":
             raise RuntimeError(f"a client process failed to sync: {line!r}")
     return clients
@@ -106,7 +107,7 @@ async def client_records(clients: list[asyncio.subprocess.Process]) -> list[list
         assert client.stdout is not None
         client.stdin.write(b"report\n")
         await client.stdin.drain()
-        records.extend(json.loads(await asyncio.wait_for(client.stdout.read(), 60)))
+        records.extend(json.loads(await within(client.stdout.read(), 60)))
         await client.wait()
     return records
 

@@ -20,6 +20,8 @@ from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 
+from bridge.tasks import within
+
 CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 ENDPOINT = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
 
@@ -86,7 +88,7 @@ async def main(target: str, count: int, first: int) -> None:
         )
         for i in range(count)
     ]
-    await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), timeout=300)
+    await within(asyncio.gather(*(r.wait() for r in readies)), 300)
     print("ready", flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
     print(json.dumps(records), flush=True)

@@ -51,6 +51,7 @@ from typing import Any
 import aiohttp
 
 from benchmarks.common import percentile, save_result
+from bridge.tasks import within
 from consul_double import ConsulDouble
 from tests.support.backends import Backend, backends
 from tests.support.bridge_env import bridge_bootstrap, static_ingress
@@ -181,7 +182,7 @@ async def process(argv: list[str], env: dict[str, str], log: Path, cwd: Path) ->
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
             try:
-                await asyncio.wait_for(proc.wait(), 10)
+                await within(proc.wait(), 10)
             except TimeoutError:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)

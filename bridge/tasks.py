@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
+from typing import TypeVar
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 STOP_TIMEOUT = 5.0
 
@@ -39,3 +42,13 @@ async def cancel_and_wait(
             stack,
         )
     return list(still)
+
+
+async def within(awaitable: Awaitable[T], timeout: float) -> T:
+    """``await awaitable`` for at most ``timeout`` seconds (TimeoutError after).
+
+    The project's replacement for ``asyncio.wait_for``, which is banned here (ruff TID251): on
+    Python 3.11 it can swallow a cancellation; ``asyncio.timeout`` cannot.
+    """
+    async with asyncio.timeout(timeout):
+        return await awaitable

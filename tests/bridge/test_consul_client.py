@@ -13,6 +13,7 @@ from aiohttp import web
 
 from bridge.consul_client import ConsulClient, ConsulError
 from bridge.consul_settings import settings_from_env
+from bridge.tasks import within
 
 TOKEN = "tok-1234-secret"
 
@@ -143,7 +144,7 @@ async def test_connections_are_capped_and_counted(server: Server) -> None:
     settings = settings_from_env({}, address=server.url, max_connections=3)
     async with ConsulClient(settings, on_connections=counts.append) as client:
         tasks = [asyncio.create_task(client.get_json("/slow")) for _ in range(10)]
-        await asyncio.wait_for(server.three_in_flight.wait(), 5)
+        await within(server.three_in_flight.wait(), 5)
         await asyncio.sleep(0.05)  # give a fourth request the chance to (wrongly) get through
         assert client.connections_in_use == 3
         server.release.set()

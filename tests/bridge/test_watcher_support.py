@@ -13,6 +13,7 @@ from typing import Any
 from bridge.consul_client import ConsulClient
 from bridge.consul_settings import ConsulSettings, settings_from_env
 from bridge.model import Health, Instance
+from bridge.tasks import within
 from bridge.watcher import CatalogWatcher, ServiceUpdate
 from consul_double import ConsulDouble
 
@@ -66,7 +67,7 @@ async def eventually(
             raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
         rec.changed.clear()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(rec.changed.wait(), min(0.02, remaining))
+            await within(rec.changed.wait(), min(0.02, remaining))
 
 
 def fast_settings(consul: ConsulDouble, **overrides: Any) -> ConsulSettings:
@@ -96,7 +97,7 @@ class Running:
         await eventually(self.rec, predicate, timeout, what)
 
     async def ready(self, timeout: float = 5.0) -> None:
-        await asyncio.wait_for(self.watcher.ready.wait(), timeout)
+        await within(self.watcher.ready.wait(), timeout)
 
 
 @contextlib.asynccontextmanager

@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 import yaml
 
+from bridge.tasks import within
 from consul_double import ConsulDouble
 from tests.support.ports import free_port
 from tests.support.waiting import eventually
@@ -136,7 +137,7 @@ async def test_serve_becomes_ready_and_shuts_down_cleanly_on_sigterm() -> None:
 
             await eventually(readyz, lambda status: status == 200, timeout=20, what="ready")
             process.send_signal(signal.SIGTERM)
-            _, stderr = await asyncio.wait_for(process.communicate(), 20)
+            _, stderr = await within(process.communicate(), 20)
         finally:
             if process.returncode is None:
                 process.kill()

@@ -7,6 +7,8 @@ import asyncio
 import time
 from typing import Any
 
+from bridge.tasks import within
+
 from .api import ConsulAPI, Reply
 
 HEALTH = "/v1/health/service/"
@@ -121,7 +123,7 @@ async def test_blocking_query_returns_after_a_write_to_its_service(
     await api.get("/v1/status/leader")  # a round trip: the blocking query is in by now
     assert not blocked.done()
     await api.put(f"/v1/agent/check/fail/service:{name}-1", note="broken")
-    reply = await asyncio.wait_for(blocked, 10)
+    reply = await within(blocked, 10)
     assert time.monotonic() - started < 10  # woken by the write, far before the 30 s wait
     assert reply.index > before.index
     if check_of(reply.body[0], f"service:{name}-1")["Status"] != "critical":  # agent sync lag

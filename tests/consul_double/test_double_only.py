@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 import trustme
 
+from bridge.tasks import within
 from consul_double import ConsulDouble
 
 from .api import ConsulAPI
@@ -93,7 +94,7 @@ async def test_reset_index_wakes_blocked_queries_with_a_lower_index(
     before = await api.get("/v1/health/service/web")
     blocked = await api.start_get("/v1/health/service/web", index=str(before.index), wait="30s")
     consul.reset_index()
-    reply = await asyncio.wait_for(blocked, 5)
+    reply = await within(blocked, 5)
     assert 0 < reply.index < before.index
     assert consul.index() == 1
     consul.deregister("web-2")
@@ -166,7 +167,7 @@ async def test_hang_until_cleared(consul: ConsulDouble, api: ConsulAPI) -> None:
     assert not hung.done()
     assert (await api.get("/v1/health/service/web")).status == 200  # times=1: only the first
     consul.faults.clear()
-    reply = await asyncio.wait_for(hung, 5)
+    reply = await within(hung, 5)
     assert reply.status == 200
 
 
@@ -176,7 +177,7 @@ async def test_drop_closes_without_a_response(consul: ConsulDouble) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", consul.port)
     writer.write(b"GET /v1/catalog/services HTTP/1.1\r\nHost: consul\r\n\r\n")
     await writer.drain()
-    assert await asyncio.wait_for(reader.read(), 5) == b""  # closed, not a byte of response
+    assert await within(reader.read(), 5) == b""  # closed, not a byte of response
     writer.close()
     async with aiohttp.ClientSession() as s, s.get(consul.url + "/v1/catalog/services") as r:
         assert r.status == 200  # times=1: only the first request was dropped
@@ -211,7 +212,7 @@ async def test_connections_above_the_per_client_cap_get_a_raw_429() -> None:
         assert rejected.status == 429
         assert consul.stats.rejected_429 == 1
         consul.register("web", id="web-1")  # wakes the blocked queries
-        replies = await asyncio.wait_for(asyncio.gather(*blocked), 5)
+        replies = await within(asyncio.gather(*blocked), 5)
         assert all(r.status == 200 and r.index > int(index) for r in replies)
         assert consul.stats.max_concurrent_connections == 3
 
@@ -263,7 +264,7 @@ async def test_stop_and_start_on_the_same_port_keep_the_state(
     blocked = await api.start_get("/v1/health/service/web", index=str(before.index), wait="30s")
     await consul.stop()
     with pytest.raises(aiohttp.ClientError):
-        await asyncio.wait_for(blocked, 5)  # in-flight requests are cut
+        await within(blocked, 5)  # in-flight requests are cut
     with pytest.raises(aiohttp.ClientConnectionError):
         await api.get("/v1/health/service/web")
     await consul.start()
@@ -299,10 +300,10 @@ async def test_command_line_runs_until_interrupted() -> None:
     )
     try:
         assert proc.stdout is not None
-        line = (await asyncio.wait_for(proc.stdout.readline(), 10)).decode()
+        line = (await within(proc.stdout.readline(), 10)).decode()
         url = line.split()[3]
         async with aiohttp.ClientSession() as s, s.get(url + "/v1/catalog/datacenters") as resp:
             assert await resp.json() == ["dc1", "dc2", "dc3"]
     finally:
         proc.send_signal(signal.SIGINT)
-        assert await asyncio.wait_for(proc.wait(), 10) == 0
+        assert await within(proc.wait(), 10) == 0

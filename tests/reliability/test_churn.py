@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from bridge.app import Bridge
+from bridge.tasks import within
 from consul_double import ConsulDouble
 from tests.support.bridge_env import bridge_config
 from tests.support.waiting import until
@@ -30,6 +31,7 @@ import asyncio, sys
 import grpc
 from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+from bridge.tasks import within
 
 CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 
@@ -46,7 +48,7 @@ async def main(target, first, count):
     async with grpc.aio.insecure_channel(target) as channel:
         for start in range(first, first + count, 50):
             batch = range(start, min(first + count, start + 50))
-            await asyncio.wait_for(asyncio.gather(*(cycle(channel, n) for n in batch)), 60)
+            await within(asyncio.gather(*(cycle(channel, n) for n in batch)), 60)
     print("done", flush=True)
 
 asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))
@@ -69,7 +71,7 @@ async def run_cycles(port: int, first: int, count: int) -> None:
         stdout=asyncio.subprocess.PIPE,
         cwd=ROOT,
     )
-    out, _ = await asyncio.wait_for(client.communicate(), 300)
+    out, _ = await within(client.communicate(), 300)
     assert client.returncode == 0
     assert out.strip() == b"done"
 

@@ -75,6 +75,29 @@ async def test_serve_exits_promptly_on_sigterm_while_consul_fails(kind: str) -> 
     assert "did not end" not in stderr.decode()
 
 
+async def start_break_stop(consul: ConsulDouble, kind: str, delay: float) -> None:
+    settings = {
+        "consul.address": consul.url,
+        "consul.wait": "2s",
+        "xds.listen": "127.0.0.1:0",
+        "admin.listen": "127.0.0.1:0",
+    }
+    bridge = Bridge(bridge_config(load(settings, {})))
+    await bridge.start()
+    try:
+        await until(lambda: bridge.readiness()[0], what="ready")
+        break_consul(consul, kind)
+        if kind == "error":
+            await until(
+                lambda: bridge.watcher.recovery.backing_off.is_set(), what="a watch backing off"
+            )
+        await asyncio.sleep(delay)
+    finally:
+        async with asyncio.timeout(EXIT_BOUND):
+            await bridge.stop()
+        consul.faults.clear()
+
+
 @pytest.mark.parametrize("kind", ["drop", "error", "hang"])
 async def test_bridge_stops_while_consul_fails_every_time(kind: str) -> None:
     """The race that hung a stop on Python 3.11 needs a cancellation to meet a finishing Consul
@@ -82,25 +105,5 @@ async def test_bridge_stops_while_consul_fails_every_time(kind: str) -> None:
     async with ConsulDouble(datacenter="dc1") as consul:
         consul.register("web", id="web-1", address="127.0.0.1", port=8080, check_status="passing")
         for round_ in range(12):
-            settings = {
-                "consul.address": consul.url,
-                "consul.wait": "2s",
-                "xds.listen": "127.0.0.1:0",
-                "admin.listen": "127.0.0.1:0",
-            }
-            bridge = Bridge(bridge_config(load(settings, {})))
-            await bridge.start()
-            try:
-                await until(lambda b=bridge: b.readiness()[0], what="ready")
-                break_consul(consul, kind)
-                if kind == "error":
-                    await until(
-                        lambda b=bridge: b.watcher.recovery.backing_off.is_set(),
-                        what="a watch backing off",
-                    )
-                # stop at a different point of the retry cycle each round
-                await asyncio.sleep(0.013 * round_)
-            finally:
-                async with asyncio.timeout(EXIT_BOUND):
-                    await bridge.stop()
-            consul.faults.clear()
+            # stop at a different point of the retry cycle each round
+            await start_break_stop(consul, kind, 0.013 * round_)

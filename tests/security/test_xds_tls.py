@@ -3,7 +3,6 @@ Envoy whose bootstrap comes from ``bridge.bootstrap``. Certificates are made at 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import shutil
@@ -19,6 +18,7 @@ from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 
 from bridge.app import Bridge
 from bridge.bootstrap import BootstrapOptions, bootstrap
+from bridge.tasks import within
 from bridge.templating import BUNDLED_DIR, TemplateSource
 from consul_double import ConsulDouble
 from tests.security.certs import Pem, ca_file, client_cert, server_cert
@@ -110,7 +110,7 @@ async def first_clusters(
             request = discovery_pb2.DiscoveryRequest(type_url=CLUSTER)
         request.node.CopyFrom(node(node_id))
         await call.write(request)
-        response = await asyncio.wait_for(call.read(), 10)
+        response = await within(call.read(), 10)
         if response is grpc.aio.EOF:
             raise AssertionError(f"stream ended with {await call.code()}: {await call.details()}")
         call.cancel()

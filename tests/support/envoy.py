@@ -15,6 +15,8 @@ import aiohttp
 import pytest
 import yaml
 
+from bridge.tasks import within
+
 from .waiting import eventually
 
 
@@ -176,7 +178,7 @@ class Envoy:
         if self.process is not None and self.process.returncode is None:
             self.process.terminate()
             try:
-                await asyncio.wait_for(self.process.wait(), 10)
+                await within(self.process.wait(), 10)
             except TimeoutError:
                 self.process.kill()
                 await self.process.wait()

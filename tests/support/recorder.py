@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from bridge.tasks import within
 from xds_server.tracking import BaseObserver, Nack, StreamInfo
 
 
@@ -67,7 +68,7 @@ class Recorder(BaseObserver):
                 await self._changed.wait()
 
         try:
-            await asyncio.wait_for(loop(), timeout)
+            await within(loop(), timeout)
         except TimeoutError:
             raise AssertionError(
                 f"timed out waiting for {what or 'xDS events'}; events: {self.events[-20:]}"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable
 from typing import Any
 
@@ -11,6 +10,7 @@ from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from google.rpc import status_pb2
 
+from bridge.tasks import within
 from xds_server.resource import MESSAGE_CLASSES, name_of
 
 
@@ -61,7 +61,7 @@ class XdsClient:
         await self.call.write(request)
 
     async def recv(self, timeout: float = 5.0) -> Any:
-        response = await asyncio.wait_for(self.call.read(), timeout)
+        response = await within(self.call.read(), timeout)
         if response is grpc.aio.EOF:
             raise AssertionError("stream ended")
         self.latest[response.type_url] = response
@@ -138,7 +138,7 @@ class DeltaClient:
         await self.call.write(request)
 
     async def recv(self, timeout: float = 5.0) -> Any:
-        response = await asyncio.wait_for(self.call.read(), timeout)
+        response = await within(self.call.read(), timeout)
         if response is grpc.aio.EOF:
             raise AssertionError("stream ended")
         return response

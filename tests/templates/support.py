@@ -17,6 +17,7 @@ from envoy.config.core.v3 import base_pb2
 
 from bridge.catalog import Catalog, ServiceUpdate
 from bridge.model import Check, Instance
+from bridge.tasks import within
 from bridge.templating import BUNDLED_DIR
 
 REPO = Path(__file__).resolve().parents[2]
@@ -137,7 +138,7 @@ class GrpcClient:
 
     async def _line(self, timeout: float) -> str:
         assert self.process.stdout is not None
-        raw = await asyncio.wait_for(self.process.stdout.readline(), timeout)
+        raw = await within(self.process.stdout.readline(), timeout)
         if not raw:
             raise AssertionError(f"gRPC client exited with {await self.process.wait()}")
         return raw.decode().strip()
@@ -177,7 +178,7 @@ async def grpc_client(
         if process.stdin is not None:
             process.stdin.close()
         try:
-            await asyncio.wait_for(process.wait(), 10)
+            await within(process.wait(), 10)
         except TimeoutError:
             process.kill()
             await process.wait()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ import pytest
 
 from bridge.app import Bridge, BridgeConfig
 from bridge.consul_settings import settings_from_env
+from bridge.tasks import within
 from bridge.template_context import parse_rules
 from bridge.templating import TemplateSource
 from consul_double import ConsulDouble
@@ -69,7 +69,7 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
 
             await eventually(ready, timeout=10, what="bridge ready with web and api")
             await source.start()  # the Bridge started it already; this is a no-op then
-            await asyncio.wait_for(source.watching.wait(), 5)
+            await within(source.watching.wait(), 5)
             yield stack
 
 
@@ -114,7 +114,7 @@ async def _edit(stack: Stack, file: str, text: str) -> float:
     count = stack.source.reloads_total
     started = time.monotonic()
     (stack.directory / "default" / file).write_text(text)
-    await asyncio.wait_for(stack.source.wait_reload(count), 2.0)
+    await within(stack.source.wait_reload(count), 2.0)
     return time.monotonic() - started
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +15,7 @@ from bridge.catalog import Catalog
 from bridge.config import load
 from bridge.publisher import Publisher
 from bridge.resources import BuildSettings
+from bridge.tasks import within
 from bridge.template_context import parse_rules
 from bridge.templating import (
     BUNDLED_DIR,
@@ -366,13 +366,13 @@ async def test_edits_are_applied_within_a_second(tmp_path: Path) -> None:
     source = TemplateSource(directory, on_change=lambda: calls.append(time.monotonic()))
     await source.start()
     try:
-        await asyncio.wait_for(source.watching.wait(), 5)
+        await within(source.watching.wait(), 5)
         catalog = web_and_api()
         render(source, envoy_node(), catalog)
         started = time.monotonic()
         routes = directory / "default" / "routes.yaml.j2"
         routes.write_text(routes.read_text().replace("no such service", "gone"))
-        await asyncio.wait_for(source.wait_reload(0), 1.0)
+        await within(source.wait_reload(0), 1.0)
         assert len(calls) == 1
         assert calls[0] - started < 1.0
         vhosts = as_dicts(render(source, envoy_node(), catalog), ROUTE)["ingress_routes"]
@@ -384,7 +384,7 @@ async def test_edits_are_applied_within_a_second(tmp_path: Path) -> None:
         (directory / "default" / "listeners.yaml.j2").write_text(
             (directory / "default" / "listeners.yaml.j2").read_text() + "\n"
         )
-        assert await asyncio.wait_for(source.wait_reload(1), 1.0) == 2
+        assert await within(source.wait_reload(1), 1.0) == 2
     finally:
         await source.stop()
 
