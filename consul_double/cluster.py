@@ -8,7 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 from .durations import parse_go_duration
-from .state import (
+from .model import (
     NODE_MAINT_CHECK,
     NODE_MAINT_DEFAULT,
     SERF_CHECK,
@@ -16,13 +16,13 @@ from .state import (
     SERVICE_MAINT_PREFIX,
     STATUSES,
     Check,
-    Datacenter,
     Node,
     NotFoundError,
     Service,
     node_id,
     serf_check,
 )
+from .state import Datacenter
 
 BOOTSTRAP_INDEX = 10  # a real server has applied a few raft entries before serving the catalog
 CHECK_TYPES = ("ttl", "http", "tcp", "grpc", "args", "script", "h2ping", "udp", "alias", "os")

@@ -18,7 +18,8 @@ from .durations import parse_go_duration
 from .faults import Fault, FaultInjector
 from .filters import FilterError, Predicate, compile_filter
 from .limits import Stats
-from .state import STATUSES, Datacenter, NotFoundError
+from .model import STATUSES, NotFoundError
+from .state import Datacenter
 
 DEFAULT_WAIT = 300.0  # 5m
 MAX_WAIT = 600.0  # 10m
