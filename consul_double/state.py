@@ -9,7 +9,12 @@ The index bookkeeping follows Consul's state store (``agent/consul/state/catalog
   (and node-level checks) its instances run on;
 * when the last instance of a service goes away, ``service.<name>`` is dropped and
   ``service_last_extinction`` takes the index: reads of a missing service report it (or, if no
-  service was ever removed, the catalog's maximum index).
+  service was ever removed, the catalog's maximum index);
+* config entries are one more table, ``config-entries`` (see :mod:`consul_double.config_store`).
+
+A snapshot restore replaces the whole state store (``fsm.Restore`` in ``agent/consul/fsm``):
+the double builds a new :class:`Datacenter` and *abandons* the old one, whose blocked queries
+then answer with what they read from it (see :func:`consul_double.http_common.block`).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
+from .config_store import ConfigEntry
 from .model import (
     JSON,
     STATUSES,
@@ -41,7 +47,7 @@ def _check_service_key(check: Check) -> str:
     return f"{check.node}\0{check.service_id}"
 
 
-class _Txn:
+class Txn:
     """Changes of one write; they all get the same raft index, taken only if something changed."""
 
     def __init__(self, store: Datacenter) -> None:
@@ -61,7 +67,7 @@ class Datacenter:
     def __init__(self, name: str) -> None:
         self.name = name
         self.raft_index = 0
-        self.epoch = 0  # bumped by reset_index: blocked queries answer at once
+        self.abandoned = False  # replaced by a restored store: blocked queries answer now
         self.tables: dict[str, int] = {}
         self.nodes: dict[str, Node] = {}
         self.services: Table[tuple[str, str], Service] = Table(
@@ -74,9 +80,10 @@ class Datacenter:
             service_name=lambda c: c.service_name if c.service_id else "",
             status=lambda c: c.status,
         )
+        self.config: dict[tuple[str, str], ConfigEntry] = {}  # (kind, name) → entry
         self._waiters: set[asyncio.Future[None]] = set()
-        self._services_cache: tuple[tuple[int, int], dict[str, list[str]]] | None = None
-        self._checks_cache: tuple[tuple[int, int], list[Check]] | None = None
+        self._services_cache: tuple[int, dict[str, list[str]]] | None = None
+        self._checks_cache: tuple[int, list[Check]] | None = None
 
     # -- waiting -----------------------------------------------------------------------------
 
@@ -95,26 +102,31 @@ class Datacenter:
                 fut.set_result(None)
 
     @contextmanager
-    def write(self) -> Iterator[_Txn]:
-        txn = _Txn(self)
+    def write(self) -> Iterator[Txn]:
+        txn = Txn(self)
         yield txn
         if txn.changed:
             self.raft_index = txn.idx
             self.notify()
 
-    def reset_index(self) -> None:
-        """Snapshot-restore simulation: every index becomes 1, blocked queries answer now."""
-        self.raft_index = 1
-        self.tables = dict.fromkeys(self.tables, 1)
-        objects: list[Node | Service | Check] = [
-            *self.nodes.values(),
-            *self.services.values(),
-            *self.checks.values(),
-        ]
-        for obj in objects:
-            obj.create_index = obj.modify_index = 1
-        self.epoch += 1
+    def abandon(self) -> None:
+        """This store was replaced (snapshot restore, restart): wake every blocked query."""
+        self.abandoned = True
         self.notify()
+
+    def restored_with_low_indexes(self) -> Datacenter:
+        """A new store with the same data where every index is 1 (a snapshot restore, or a
+        server restarted with lower indexes); this store is left untouched."""
+        new = Datacenter(self.name)
+        new.raft_index = 1
+        new.tables = dict.fromkeys(self.tables, 1)
+        new.nodes = {k: replace(n, create_index=1, modify_index=1) for k, n in self.nodes.items()}
+        for key, svc in self.services.items():
+            new.services[key] = replace(svc, create_index=1, modify_index=1)
+        for key, check in self.checks.items():
+            new.checks[key] = replace(check, create_index=1, modify_index=1)
+        new.config = {k: replace(e, create_index=1, modify_index=1) for k, e in self.config.items()}
+        return new
 
     # -- indexes -----------------------------------------------------------------------------
 
@@ -141,10 +153,10 @@ class Datacenter:
     def services_on(self, node: str) -> list[Service]:
         return list(self.services.lookup("node", node).values())
 
-    def _bump_node_services(self, txn: _Txn, node: str) -> None:
+    def _bump_node_services(self, txn: Txn, node: str) -> None:
         txn.bump(*{f"service.{s.name}" for s in self.services_on(node)})
 
-    def ensure_node(self, txn: _Txn, new: Node) -> Node:
+    def ensure_node(self, txn: Txn, new: Node) -> Node:
         old = self.nodes.get(new.name)
         if old is not None and old.same(new):
             return old
@@ -155,7 +167,7 @@ class Datacenter:
         self._bump_node_services(txn, new.name)
         return new
 
-    def ensure_service(self, txn: _Txn, svc: Service) -> None:
+    def ensure_service(self, txn: Txn, svc: Service) -> None:
         if svc.node not in self.nodes:
             raise NotFoundError(f"Missing node registration for {svc.node!r}")
         key = (svc.node, svc.id)
@@ -169,14 +181,14 @@ class Datacenter:
         for check in list(self.checks.lookup("node_service", _service_key(svc)).values()):
             self.ensure_check(txn, replace(check))  # picks up the new name and tags
 
-    def _after_instance_removed(self, txn: _Txn, name: str) -> None:
+    def _after_instance_removed(self, txn: Txn, name: str) -> None:
         if self.service_exists(name):
             txn.bump(f"service.{name}")
         else:
             self.tables.pop(f"service.{name}", None)
             txn.bump(EXTINCTION)
 
-    def remove_service(self, txn: _Txn, node: str, service_id: str) -> None:
+    def remove_service(self, txn: Txn, node: str, service_id: str) -> None:
         svc = self.services.pop((node, service_id), None)
         if svc is None:
             raise NotFoundError(f"Unknown service ID {service_id!r}")
@@ -186,7 +198,7 @@ class Datacenter:
         txn.bump("services")
         self._after_instance_removed(txn, svc.name)
 
-    def ensure_check(self, txn: _Txn, check: Check) -> bool:
+    def ensure_check(self, txn: Txn, check: Check) -> bool:
         """Upsert a check; returns whether it changed (an identical check is not a write)."""
         if check.node not in self.nodes:
             raise NotFoundError(f"Missing node registration for {check.node!r}")
@@ -208,13 +220,13 @@ class Datacenter:
         self._bump_for_check(txn, check)
         return True
 
-    def _bump_for_check(self, txn: _Txn, check: Check) -> None:
+    def _bump_for_check(self, txn: Txn, check: Check) -> None:
         if check.service_id:
             txn.bump(f"service.{check.service_name}")
         else:
             self._bump_node_services(txn, check.node)
 
-    def remove_check(self, txn: _Txn, node: str, check_id: str) -> None:
+    def remove_check(self, txn: Txn, node: str, check_id: str) -> None:
         check = self.checks.pop((node, check_id), None)
         if check is None:
             raise NotFoundError(f"Unknown check ID {check_id!r}")
@@ -224,7 +236,7 @@ class Datacenter:
         elif not check.service_id:
             self._bump_node_services(txn, node)
 
-    def remove_node(self, txn: _Txn, node: str) -> None:
+    def remove_node(self, txn: Txn, node: str) -> None:
         if node not in self.nodes:
             return
         for svc in self.services_on(node):
@@ -288,8 +300,8 @@ class Datacenter:
         self, predicate: Callable[[Any], bool] | None = None
     ) -> dict[str, list[str]]:
         if predicate is None:
-            # Every change of the services table bumps its index (or, on a reset, the epoch).
-            key = (self.tables.get("services", 0), self.epoch)
+            # Every change of the services table bumps its index (a reset makes a new store).
+            key = self.tables.get("services", 0)
             if self._services_cache is None or self._services_cache[0] != key:
                 self._services_cache = (key, self._catalog_services(None))
             return {name: list(tags) for name, tags in self._services_cache[1].items()}
@@ -306,8 +318,8 @@ class Datacenter:
 
     def checks_in_state(self, state: str) -> list[Check]:
         if state == "any":
-            # Every change of the checks table bumps its index (or, on a reset, the epoch).
-            key = (self.tables.get("checks", 0), self.epoch)
+            # Every change of the checks table bumps its index (a reset makes a new store).
+            key = self.tables.get("checks", 0)
             if self._checks_cache is None or self._checks_cache[0] != key:
                 checks = self.checks  # keyed and ordered by (node, check id)
                 self._checks_cache = (key, [checks[k] for k in checks.ordered_keys()])
