@@ -58,8 +58,9 @@ port, and direct in-process writes (``register``, ``deregister``, ``set_check_st
 """
 
 from .acl import Policy
+from .config_schema import ConfigEntryError
 from .faults import Fault, FaultInjector
 from .limits import Stats
 from .server import ConsulDouble
 
-__all__ = ["ConsulDouble", "Fault", "FaultInjector", "Policy", "Stats"]
+__all__ = ["ConfigEntryError", "ConsulDouble", "Fault", "FaultInjector", "Policy", "Stats"]

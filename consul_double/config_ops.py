@@ -11,7 +11,8 @@ from typing import Any
 
 from . import config_store
 from .cluster import Cluster
-from .config_schema import KINDS, ConfigEntryError, DecodeError, decode_entry, known_kind
+from .config_kinds import KINDS, known_kind
+from .config_schema import ConfigEntryError, DecodeError, decode_entry
 from .config_validate import normalize_and_validate, normalize_name
 from .state import Datacenter
 

@@ -20,25 +20,28 @@ from __future__ import annotations
 
 import math
 import struct
-from dataclasses import dataclass
 from typing import Any
 
+from .config_kinds import INDEX_KEYS, KINDS, OTHER_KINDS
+from .config_types import (
+    ANY_MAP,
+    BOOL,
+    DURATION,
+    DURATION_NS,
+    FLOAT32,
+    INT,
+    OPAQUE,
+    STR,
+    STR_LIST,
+    STR_MAP,
+    UINT32,
+    UINT32_LIST,
+    FieldType,
+    ListOf,
+    MapOf,
+    Struct,
+)
 from .durations import parse_go_duration
-
-# Scalar field types, named like the Go types they stand for.
-STR = "string"
-INT = "int"
-UINT32 = "uint32"
-UINT64 = "uint64"
-FLOAT32 = "float32"
-BOOL = "bool"
-DURATION = "time.Duration"  # encoded as a Go duration string (custom MarshalJSON)
-DURATION_NS = "time.Duration(ns)"  # encoded as integer nanoseconds (no custom marshaller)
-STR_MAP = "map[string]string"
-ANY_MAP = "map[string]interface {}"
-STR_LIST = "[]string"
-UINT32_LIST = "[]uint32"
-OPAQUE = "interface {}"
 
 
 class DecodeError(ValueError):
@@ -58,306 +61,6 @@ class ConfigEntryError(Exception):
 def fail(message: str) -> ConfigEntryError:
     """A Normalize, Validate or graph error: HTTP 500 with the message as the body."""
     return ConfigEntryError(500, message)
-
-
-@dataclass(frozen=True)
-class Struct:
-    fields: tuple[Field, ...]
-
-
-@dataclass(frozen=True)
-class ListOf:
-    item: Struct
-
-
-@dataclass(frozen=True)
-class MapOf:
-    item: Struct
-
-
-FieldType = str | Struct | ListOf | MapOf
-
-
-@dataclass(frozen=True)
-class Field:
-    name: str
-    type: FieldType
-    omitempty: bool = True
-    pointer: bool = False  # a Go pointer: present (even when zero) once set, else omitted
-
-
-def _f(name: str, type_: FieldType, *, omit: bool = True, ptr: bool = False) -> Field:
-    return Field(name, type_, omit, ptr)
-
-
-def _s(*fields: Field) -> Struct:
-    return Struct(tuple(fields))
-
-
-def _ptr(name: str, struct_: Struct) -> Field:
-    return Field(name, struct_, True, True)
-
-
-# -- the entry kinds -------------------------------------------------------------------------
-
-MESH_GATEWAY = _s(_f("Mode", STR))
-HEADER_MODIFIERS = _s(_f("Add", STR_MAP), _f("Set", STR_MAP), _f("Remove", STR_LIST))
-PASSIVE_HEALTH_CHECK = _s(
-    _f("Interval", DURATION_NS),
-    _f("MaxFailures", UINT32),
-    _f("EnforcingConsecutive5xx", UINT32, ptr=True),
-    _f("MaxEjectionPercent", UINT32, ptr=True),
-    _f("BaseEjectionTime", DURATION_NS, ptr=True),
-)
-UPSTREAM_LIMITS = _s(
-    _f("MaxConnections", INT, ptr=True),
-    _f("MaxPendingRequests", INT, ptr=True),
-    _f("MaxConcurrentRequests", INT, ptr=True),
-)
-UPSTREAM_CONFIG = _s(
-    _f("Name", STR),
-    _f("Peer", STR, omit=False),
-    _f("EnvoyListenerJSON", STR),
-    _f("EnvoyClusterJSON", STR),
-    _f("Protocol", STR),
-    _f("ConnectTimeoutMs", INT),
-    _ptr("Limits", UPSTREAM_LIMITS),
-    _ptr("PassiveHealthCheck", PASSIVE_HEALTH_CHECK),
-    _f("MeshGateway", MESH_GATEWAY),
-    _f("BalanceOutboundConnections", STR),
-)
-TRANSPARENT_PROXY = _s(_f("OutboundListenerPort", INT), _f("DialedDirectly", BOOL))
-EXPOSE = _s(_f("Checks", BOOL), _f("Paths", OPAQUE))
-ACCESS_LOGS = _s(
-    _f("Enabled", BOOL),
-    _f("DisableListenerLogs", BOOL),
-    _f("Type", STR),
-    _f("Path", STR),
-    _f("JSONFormat", STR),
-    _f("TextFormat", STR),
-)
-FAILOVER_POLICY = _s(_f("Mode", STR), _f("Regions", STR_LIST))
-LOCALITY = _s(_f("Mode", STR))
-
-SERVICE_DEFAULTS = _s(
-    _f("Kind", STR, omit=False),
-    _f("Name", STR, omit=False),
-    _f("Protocol", STR, omit=False),
-    _f("Mode", STR),
-    _f("TransparentProxy", TRANSPARENT_PROXY),
-    _f("MutualTLSMode", STR),
-    _f("MeshGateway", MESH_GATEWAY),
-    _f("Expose", EXPOSE),
-    _f("ExternalSNI", STR),
-    _ptr(
-        "UpstreamConfig",
-        _s(_f("Overrides", ListOf(UPSTREAM_CONFIG)), _ptr("Defaults", UPSTREAM_CONFIG)),
-    ),
-    _f("Destination", OPAQUE),
-    _f("MaxInboundConnections", INT),
-    _f("LocalConnectTimeoutMs", INT),
-    _f("LocalRequestTimeoutMs", INT),
-    _f("BalanceInboundConnections", STR),
-    _f("RateLimits", OPAQUE),
-    _f("EnvoyExtensions", OPAQUE),
-    _f("Meta", STR_MAP),
-    _f("Hash", UINT64),
-)
-PROXY_DEFAULTS = _s(
-    _f("Kind", STR, omit=False),
-    _f("Name", STR, omit=False),
-    _f("Config", ANY_MAP, omit=False),
-    _f("Mode", STR),
-    _f("TransparentProxy", TRANSPARENT_PROXY),
-    _f("MutualTLSMode", STR),
-    _f("MeshGateway", MESH_GATEWAY),
-    _f("Expose", EXPOSE),
-    _f("AccessLogs", ACCESS_LOGS),
-    _f("EnvoyExtensions", OPAQUE),
-    _ptr("FailoverPolicy", FAILOVER_POLICY),
-    _ptr("PrioritizeByLocality", LOCALITY),
-    _f("Meta", STR_MAP),
-    _f("Hash", UINT64),
-)
-ROUTE_DESTINATION = _s(
-    _f("Service", STR),
-    _f("ServiceSubset", STR),
-    _f("Namespace", STR),
-    _f("Partition", STR),
-    _f("PrefixRewrite", STR),
-    _f("RequestTimeout", DURATION),
-    _f("IdleTimeout", DURATION),
-    _f("NumRetries", UINT32),
-    _f("RetryOnConnectFailure", BOOL),
-    _f("RetryOn", STR_LIST),
-    _f("RetryOnStatusCodes", UINT32_LIST),
-    _ptr("RequestHeaders", HEADER_MODIFIERS),
-    _ptr("ResponseHeaders", HEADER_MODIFIERS),
-)
-HTTP_MATCH = _s(
-    _f("PathExact", STR),
-    _f("PathPrefix", STR),
-    _f("PathRegex", STR),
-    _f(
-        "Header",
-        ListOf(
-            _s(
-                _f("Name", STR, omit=False),
-                _f("Present", BOOL),
-                _f("Exact", STR),
-                _f("Prefix", STR),
-                _f("Suffix", STR),
-                _f("Regex", STR),
-                _f("Invert", BOOL),
-            )
-        ),
-    ),
-    _f(
-        "QueryParam",
-        ListOf(
-            _s(
-                _f("Name", STR, omit=False),
-                _f("Present", BOOL),
-                _f("Exact", STR),
-                _f("Regex", STR),
-            )
-        ),
-    ),
-    _f("Methods", STR_LIST),
-)
-SERVICE_ROUTER = _s(
-    _f("Kind", STR, omit=False),
-    _f("Name", STR, omit=False),
-    _f(
-        "Routes",
-        ListOf(
-            _s(_ptr("Match", _s(_ptr("HTTP", HTTP_MATCH))), _ptr("Destination", ROUTE_DESTINATION))
-        ),
-        omit=False,
-    ),
-    _f("Meta", STR_MAP),
-)
-SERVICE_SPLITTER = _s(
-    _f("Kind", STR, omit=False),
-    _f("Name", STR, omit=False),
-    _f(
-        "Splits",
-        ListOf(
-            _s(
-                _f("Weight", FLOAT32, omit=False),
-                _f("Service", STR),
-                _f("ServiceSubset", STR),
-                _f("Namespace", STR),
-                _f("Partition", STR),
-                _ptr("RequestHeaders", HEADER_MODIFIERS),
-                _ptr("ResponseHeaders", HEADER_MODIFIERS),
-            )
-        ),
-        omit=False,
-    ),
-    _f("Meta", STR_MAP),
-)
-TARGET = _s(
-    _f("Service", STR),
-    _f("ServiceSubset", STR),
-    _f("Partition", STR),
-    _f("Namespace", STR),
-    _f("Datacenter", STR),
-    _f("Peer", STR),
-)
-SERVICE_RESOLVER = _s(
-    _f("ConnectTimeout", DURATION),
-    _f("RequestTimeout", DURATION),
-    _f("Kind", STR, omit=False),
-    _f("Name", STR, omit=False),
-    _f("DefaultSubset", STR),
-    _f("Subsets", MapOf(_s(_f("Filter", STR), _f("OnlyPassing", BOOL)))),
-    _ptr(
-        "Redirect",
-        _s(
-            _f("Service", STR),
-            _f("ServiceSubset", STR),
-            _f("Namespace", STR),
-            _f("Partition", STR),
-            _f("SamenessGroup", STR),
-            _f("Datacenter", STR),
-            _f("Peer", STR),
-        ),
-    ),
-    _f(
-        "Failover",
-        MapOf(
-            _s(
-                _f("Service", STR),
-                _f("ServiceSubset", STR),
-                _f("Namespace", STR),
-                _f("SamenessGroup", STR),
-                _f("Datacenters", STR_LIST),
-                _f("Targets", ListOf(TARGET)),
-                _ptr("Policy", FAILOVER_POLICY),
-            )
-        ),
-    ),
-    _ptr(
-        "LoadBalancer",
-        _s(
-            _f("Policy", STR),
-            _ptr(
-                "RingHashConfig", _s(_f("MinimumRingSize", UINT64), _f("MaximumRingSize", UINT64))
-            ),
-            _ptr("LeastRequestConfig", _s(_f("ChoiceCount", UINT32))),
-            _f(
-                "HashPolicies",
-                ListOf(
-                    _s(
-                        _f("Field", STR),
-                        _f("FieldValue", STR),
-                        _ptr(
-                            "CookieConfig",
-                            _s(_f("Session", BOOL), _f("TTL", DURATION_NS), _f("Path", STR)),
-                        ),
-                        _f("SourceIP", BOOL),
-                        _f("Terminal", BOOL),
-                    )
-                ),
-            ),
-        ),
-    ),
-    _ptr("PrioritizeByLocality", LOCALITY),
-    _f("Meta", STR_MAP),
-)
-
-KINDS: dict[str, Struct] = {
-    "service-defaults": SERVICE_DEFAULTS,
-    "proxy-defaults": PROXY_DEFAULTS,
-    "service-router": SERVICE_ROUTER,
-    "service-splitter": SERVICE_SPLITTER,
-    "service-resolver": SERVICE_RESOLVER,
-}
-# Kinds Consul knows (``MakeConfigEntry``) but the double does not model: writes are refused
-# with a 400 that says so, reads of them answer as for an empty table.
-OTHER_KINDS = frozenset(
-    {
-        "ingress-gateway",
-        "terminating-gateway",
-        "service-intentions",
-        "mesh",
-        "exported-services",
-        "sameness-group",
-        "api-gateway",
-        "bound-api-gateway",
-        "file-system-certificate",
-        "inline-certificate",
-        "http-route",
-        "tcp-route",
-        "jwt-provider",
-    }
-)
-INDEX_KEYS = ("CreateIndex", "ModifyIndex")
-
-
-def known_kind(kind: str) -> bool:
-    return kind in KINDS or kind in OTHER_KINDS
 
 
 # -- decoding --------------------------------------------------------------------------------
