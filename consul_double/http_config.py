@@ -26,7 +26,6 @@ from .acl import Policy
 from .config_ops import check_kind, delete_entry, modelled, put_entry
 from .config_schema import ConfigEntryError
 from .config_store import ConfigEntry, entries_of, table_index
-from .config_validate import normalize_name
 from .http_common import BACKEND, block, json_response, parse_read, read_response, writer
 
 routes = web.RouteTableDef()
@@ -83,8 +82,10 @@ async def config_get(request: web.Request) -> web.Response:
     kind, name = request.match_info["kind"], request.match_info["name"]
     check_kind(kind)
     opts = parse_read(backend, request)
+    if kind != "proxy-defaults" and not opts.policy.can_read_service(name):
+        raise ConfigEntryError(403, "Permission denied")  # checked before reading, as Get does
     dc = opts.dc
-    key = (kind, normalize_name(kind, name) if kind == "proxy-defaults" and name == "" else name)
+    key = (kind, name)
     index = await block(backend, opts, lambda: table_index(dc), lambda: dc.config.get(key))
     entry = dc.config.get(key)
     if entry is None:
@@ -93,8 +94,6 @@ async def config_get(request: web.Request) -> web.Response:
         response.content_type = "text/plain"
         response.text = f'Config entry not found for "{kind}" / "{name}"'
         return response
-    if not _readable(opts.policy, entry):
-        raise ConfigEntryError(403, "Permission denied")
     return read_response(opts, index, entry.to_json(), False)
 
 

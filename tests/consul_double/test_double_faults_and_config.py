@@ -216,3 +216,24 @@ async def test_graph_errors_name_the_cycle_and_the_protocols(consul: ConsulDoubl
         f"{y}.default.default.dc1 -> {x}.default.default.dc1]"
         for x, y in (("c", "d"), ("d", "c"))
     }
+
+
+async def test_config_reads_are_filtered_by_acls() -> None:
+    tokens = {"reader": {"service_read": ["web*"], "node_read": True}}
+    async with ConsulDouble(acl_tokens=tokens) as consul, aiohttp.ClientSession() as session:
+        for name in ("web", "db"):
+            consul.put_config_entry({"Kind": "service-defaults", "Name": name, "Protocol": "http"})
+        consul.put_config_entry({"Kind": "proxy-defaults", "Config": {"protocol": "http"}})
+        api = ConsulAPI("double", consul.url, session, consul)
+        listed = await api.get("/v1/config/service-defaults", token="reader")
+        assert [e["Name"] for e in listed.body] == ["web"]  # dropped silently
+        denied = await api.get("/v1/config/service-defaults/db", token="reader")
+        assert (denied.status, denied.text) == (403, "Permission denied")
+        missing = await api.get("/v1/config/service-router/other", token="reader")
+        assert missing.status == 403  # refused before looking
+        proxy = await api.get("/v1/config/proxy-defaults/global", token="reader")
+        assert proxy.status == 200  # proxy-defaults needs no permission
+        write = await api.put(
+            "/v1/config", {"Kind": "service-defaults", "Name": "x"}, token="reader"
+        )
+        assert write.status == 403
