@@ -12,7 +12,11 @@ Faithful to Consul (``website/content/api-docs`` and the state store in
   ``/v1/health/service/<name>``, ``/v1/health/state/<state>``, ``/v1/health/checks/<name>``,
   ``/v1/health/node/<node>``; writes ``/v1/agent/service/register|deregister``,
   ``/v1/agent/check/pass|warn|fail|update``, ``/v1/agent/service/maintenance``,
-  ``/v1/agent/maintenance``, ``/v1/catalog/register|deregister``. JSON shapes use Consul's
+  ``/v1/agent/maintenance``, ``/v1/catalog/register|deregister``; config entries
+  ``PUT /v1/config``, ``GET /v1/config/<kind>[/<name>]``, ``DELETE /v1/config/<kind>/<name>``
+  for service-defaults, proxy-defaults, service-router, -splitter and -resolver (see
+  :mod:`consul_double.http_config`: one index for the whole table, ``?cas``, Consul's decode
+  (400), validate and discovery-chain (500) errors). JSON shapes use Consul's
   PascalCase keys; ``Service.Port`` is omitted when 0; ``Service.Address`` stays empty when not
   registered; weights default to 1/1; request bodies match keys case-insensitively.
 * Health: checks of an instance include its node's checks (``serfHealth``,
@@ -27,6 +31,14 @@ Faithful to Consul (``website/content/api-docs`` and the state store in
   the last-extinction index; ``/v1/catalog/services`` the services table; ``/v1/health/*``
   lists the checks table. A write to one service never wakes queries blocked on another. An
   identical check update is not a write. ``X-Consul-Index`` is never 0.
+* Paths are percent-decoded once, as Go's ``net/http`` does before Consul's handlers see them:
+  ``/v1/health/service/a%20b`` is service ``a b``, ``a%2520b`` is ``a%20b``; a name may hold
+  ``/``.
+* Snapshot restore (``reset_index()``): the datacenter's state store is replaced by one with the
+  same data and every index 1; queries held on the old store answer at once with what they read
+  there (old index, old body), later ones block on the low index until it passes theirs or their
+  wait expires (``agent/blockingquery/blockingquery.go``). Clients must notice the index going
+  backwards themselves.
 * Headers ``X-Consul-KnownLeader``, ``X-Consul-LastContact``, ``X-Consul-Effective-Consistency``
   (leader / stale / consistent; ``?stale&consistent`` → 400). Several datacenters with separate
   state and indexes; ``?dc=<unknown>`` → 500 "No path to datacenter".
@@ -38,8 +50,12 @@ Deliberate simplifications (differences from a real agent):
 * Re-registering an identical service is a write (it bumps ``ModifyIndex`` and the service's
   index); Consul's state store skips such no-op writes. This lets tests check that clients
   ignore an index change whose content did not change.
-* ``reset_index()`` sets every index to 1 and answers every blocked query at once; a real
-  server restoring a snapshot may keep a query blocked until its wait expires.
+* Config entries: the local datacenter is the primary and replication to the others is
+  immediate; other kinds Consul knows (gateways, intentions, ...) are refused with a 400 on write
+  and read as empty; Connect-only nested settings are stored verbatim, not type-checked; the
+  ``Hash`` of service-/proxy-defaults is the double's own; Meta size limits and Enterprise-only
+  fields are not checked; a single-entry read wakes only for its own entry (memdb may also wake
+  it spuriously); subset filters are checked for go-bexpr syntax only, as Consul does.
 * Agent endpoints act on the agent's node first but also find services and checks registered
   on other nodes (the double plays every node's agent); nodes created by ``register()`` get a
   ``serfHealth`` check, catalog-registered nodes do not (as in Consul).
@@ -49,17 +65,21 @@ Deliberate simplifications (differences from a real agent):
   ``?filter`` supports a subset of go-bexpr (see :mod:`consul_double.filters`) and answers 400
   for anything else. ``?near``, ``?cached``, ``?node-meta``, namespaces, partitions, peers,
   Connect, KV, sessions and the streaming backend are not implemented (ignored or 404).
-* Only catalog and health reads carry ``X-Consul-Index``; they are consistent at once
+* Only catalog, health and config reads carry ``X-Consul-Index``; they are consistent at once
   (``X-Consul-LastContact: 0``, always a known leader) unless faults say otherwise.
 
 Test-only extras: ``consul.faults`` (errors, hangs, dropped connections, 429s; deterministic),
 ``consul.stats`` (requests, responses by status, connections), ``stop()``/``start()`` on the same
-port, and direct in-process writes (``register``, ``deregister``, ``set_check_status``, ...).
+port, ``await lose_state(dc=None)`` (a Consul restarted with no data, same port),
+``reset_index(dc=None)`` (snapshot restore), ``set_datacenter_reachable(dc, bool)`` ("No path to
+datacenter" until healed), and direct in-process writes (``register``, ``deregister``,
+``set_check_status``, ``put_config_entry``, ``delete_config_entry``, ``config_entry``, ...).
 """
 
 from .acl import Policy
+from .config_schema import ConfigEntryError
 from .faults import Fault, FaultInjector
 from .limits import Stats
 from .server import ConsulDouble
 
-__all__ = ["ConsulDouble", "Fault", "FaultInjector", "Policy", "Stats"]
+__all__ = ["ConfigEntryError", "ConsulDouble", "Fault", "FaultInjector", "Policy", "Stats"]

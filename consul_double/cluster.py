@@ -7,98 +7,34 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
+from .definitions import (
+    InvalidRequestError,
+    UnknownDatacenterError,
+    lower_keys,
+    port_of,
+    service_of,
+    status_of,
+    str_map,
+    weights_of,
+)
 from .durations import parse_go_duration
-from .state import (
+from .model import (
     NODE_MAINT_CHECK,
     NODE_MAINT_DEFAULT,
     SERF_CHECK,
     SERVICE_MAINT_DEFAULT,
     SERVICE_MAINT_PREFIX,
-    STATUSES,
     Check,
-    Datacenter,
     Node,
     NotFoundError,
     Service,
     node_id,
     serf_check,
 )
+from .state import Datacenter
 
 BOOTSTRAP_INDEX = 10  # a real server has applied a few raft entries before serving the catalog
 CHECK_TYPES = ("ttl", "http", "tcp", "grpc", "args", "script", "h2ping", "udp", "alias", "os")
-
-
-class UnknownDatacenterError(KeyError):
-    pass
-
-
-class InvalidRequestError(ValueError):
-    """A malformed write (HTTP 400)."""
-
-
-def lower_keys(raw: Any) -> dict[str, Any]:
-    """Consul matches JSON keys case-insensitively (and accepts snake_case): normalize them."""
-    if not isinstance(raw, Mapping):
-        raise InvalidRequestError("Request decode failed: expected a JSON object")
-    return {str(k).replace("_", "").lower(): v for k, v in raw.items()}
-
-
-def _str_map(raw: Any, what: str) -> dict[str, str]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, Mapping) or not all(isinstance(v, str) for v in raw.values()):
-        raise InvalidRequestError(f"Request decode failed: {what} must map strings to strings")
-    return {str(k): v for k, v in raw.items()}
-
-
-def _tags(raw: Any) -> list[str]:
-    if raw is None:
-        return []
-    if not isinstance(raw, list) or not all(isinstance(t, str) for t in raw):
-        raise InvalidRequestError("Request decode failed: Tags must be a list of strings")
-    return list(raw)
-
-
-def _weights(raw: Any) -> dict[str, int]:
-    if raw is None:
-        return {"Passing": 1, "Warning": 1}
-    w = lower_keys(raw)
-    try:
-        passing, warning = int(w.get("passing", 0)), int(w.get("warning", 0))
-    except (TypeError, ValueError):
-        raise InvalidRequestError("Request decode failed: Weights must be integers") from None
-    if passing < 1:
-        raise InvalidRequestError("Passing must be greater than 0")
-    return {"Passing": passing, "Warning": warning}
-
-
-def _port(raw: Any) -> int:
-    try:
-        port = int(raw or 0)
-    except (TypeError, ValueError):
-        raise InvalidRequestError("Request decode failed: Port must be an integer") from None
-    if not 0 <= port <= 65535:
-        raise InvalidRequestError(f"Invalid port {port}")
-    return port
-
-
-def _status(raw: Any, default: str = "critical") -> str:
-    status = raw or default
-    if status not in STATUSES:
-        raise InvalidRequestError(f"Invalid check status: {status!r}")
-    return str(status)
-
-
-def _tagged_addresses(raw: Any) -> dict[str, dict[str, Any]]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, Mapping):
-        raise InvalidRequestError("Request decode failed: TaggedAddresses must be an object")
-    out = {}
-    for key, value in raw.items():
-        v = lower_keys(value)
-        out[str(key)] = {"Address": str(v.get("address", "")), "Port": _port(v.get("port"))}
-    return out
 
 
 class Cluster:
@@ -108,13 +44,17 @@ class Cluster:
         self.local = local
         self.node_name = node_name
         self.dcs: dict[str, Datacenter] = {}
+        self.unreachable: set[str] = set()
         for name in (local, *extra):
-            if name in self.dcs:
-                continue
-            dc = self.dcs[name] = Datacenter(name)
-            dc.raft_index = BOOTSTRAP_INDEX
-            server = node_name if name == local else f"{node_name}-{name}"
-            self._bootstrap(dc, server)
+            if name not in self.dcs:
+                self.dcs[name] = self._booted(name)
+
+    def _booted(self, name: str) -> Datacenter:
+        """A datacenter as a freshly started server has it: its server node and ``consul``."""
+        dc = Datacenter(name)
+        dc.raft_index = BOOTSTRAP_INDEX
+        self._bootstrap(dc, self.node_name if name == self.local else f"{self.node_name}-{name}")
+        return dc
 
     def _bootstrap(self, dc: Datacenter, server: str) -> None:
         with dc.write() as txn:
@@ -134,6 +74,36 @@ class Cluster:
         if dc is None:
             raise UnknownDatacenterError(name)
         return dc
+
+    # -- faults of whole datacenters ---------------------------------------------------------
+
+    def reachable(self, name: str) -> bool:
+        return name not in self.unreachable
+
+    def set_reachable(self, name: str, reachable: bool) -> None:
+        """Cut (or restore) the WAN path to a datacenter: its reads answer 500 "No path to
+        datacenter", queries held on it fail at once; its state is kept."""
+        dc = self.dc(name)
+        if name == self.local:
+            raise ValueError("the agent's own datacenter is always reachable: stop() the double")
+        if reachable:
+            self.unreachable.discard(name)
+        else:
+            self.unreachable.add(name)
+            dc.notify()
+
+    def restore_low_indexes(self, name: str | None = None) -> None:
+        """A snapshot restore: same data, every index 1, the old store abandoned."""
+        old = self.dc(name)
+        self.dcs[old.name] = old.restored_with_low_indexes()
+        old.abandon()
+
+    def wipe(self, name: str | None = None) -> None:
+        """The datacenter's servers restarted with no data: a freshly booted store replaces the
+        old one (abandoned); secondaries then replicate the primary's (now empty) entries."""
+        old = self.dc(name)
+        self.dcs[old.name] = self._booted(old.name)
+        old.abandon()
 
     # -- in-process helpers ------------------------------------------------------------------
 
@@ -160,14 +130,14 @@ class Cluster:
             name,
             tags=list(tags or []),
             address=address,
-            port=_port(port),
+            port=port_of(port),
             meta=dict(meta or {}),
-            weights=_weights(weights),
+            weights=weights_of(weights),
         )
         checks = []
         if check_status is not None:
             check_name = f"Service '{name}' check"
-            status = _status(check_status)
+            status = status_of(check_status)
             check_id = f"service:{service_id}"
             checks.append(
                 Check(
@@ -207,7 +177,7 @@ class Cluster:
         dc = self.dc(datacenter)
         check = self._agent_check(dc, check_id)
         with dc.write() as txn:
-            dc.ensure_check(txn, replace(check, status=_status(status), output=output))
+            dc.ensure_check(txn, replace(check, status=status_of(status), output=output))
 
     def set_service_maintenance(
         self, service_id: str, enable: bool, reason: str = "", datacenter: str | None = None
@@ -254,7 +224,7 @@ class Cluster:
         if node not in dc.nodes:
             raise NotFoundError(f"Unknown node {node!r}")
         with dc.write() as txn:
-            dc.ensure_check(txn, serf_check(node, _status(status)))
+            dc.ensure_check(txn, serf_check(node, status_of(status)))
 
     # -- agent lookups: the agent's own node first, then any node (see the package docs) -----
 
@@ -280,7 +250,7 @@ class Cluster:
             raise InvalidRequestError("Missing service name")
         node = self.node_name
         service_id = str(d.get("id") or name)
-        svc = _service(node, service_id, name, d)
+        svc = service_of(node, service_id, name, d)
         defs = []
         if d.get("check"):
             defs.append(d["check"])
@@ -314,7 +284,7 @@ class Cluster:
             svc.node,
             str(c.get("checkid") or c.get("id") or default_id),
             str(c.get("name") or f"Service '{svc.name}' check"),
-            _status(c.get("status")),
+            status_of(c.get("status")),
             notes=str(c.get("notes") or ""),
             service_id=svc.id,
             type=kind,
@@ -346,8 +316,8 @@ class Cluster:
             str(address),
             dc.name,
             id=str(d.get("id") or ""),
-            tagged_addresses=_str_map(d.get("taggedaddresses"), "TaggedAddresses"),
-            meta=_str_map(d.get("nodemeta"), "NodeMeta"),
+            tagged_addresses=str_map(d.get("taggedaddresses"), "TaggedAddresses"),
+            meta=str_map(d.get("nodemeta"), "NodeMeta"),
         )
         svc = None
         if d.get("service"):
@@ -355,7 +325,7 @@ class Cluster:
             name = s.get("service")
             if not name:
                 raise InvalidRequestError("Must provide service name")
-            svc = _service(node.name, str(s.get("id") or name), str(name), s)
+            svc = service_of(node.name, str(s.get("id") or name), str(name), s)
         raw_checks = ([d["check"]] if d.get("check") else []) + list(d.get("checks") or [])
         checks = []
         for raw in raw_checks:
@@ -368,7 +338,7 @@ class Cluster:
                     node.name,
                     check_id,
                     str(c.get("name") or check_id),
-                    _status(c.get("status")),
+                    status_of(c.get("status")),
                     notes=str(c.get("notes") or ""),
                     output=str(c.get("output") or ""),
                     service_id=str(c.get("serviceid") or ""),
@@ -399,20 +369,3 @@ class Cluster:
                     dc.remove_check(txn, node, str(d["checkid"]))
             else:
                 dc.remove_node(txn, str(node))
-
-
-def _service(node: str, service_id: str, name: str, d: Mapping[str, Any]) -> Service:
-    """A service definition (keys lower-cased), as the agent and catalog endpoints take it."""
-    return Service(
-        node,
-        service_id,
-        name,
-        tags=_tags(d.get("tags")),
-        address=str(d.get("address") or ""),
-        port=_port(d.get("port")),
-        meta=_str_map(d.get("meta"), "Meta"),
-        weights=_weights(d.get("weights")),
-        tagged_addresses=_tagged_addresses(d.get("taggedaddresses")),
-        enable_tag_override=bool(d.get("enabletagoverride", False)),
-        kind=str(d.get("kind") or ""),
-    )

@@ -12,8 +12,10 @@ from aiohttp import web
 
 from .acl import Acl
 from .cluster import Cluster
+from .config_ops import delete_entry, put_entry, replicate_all
 from .faults import FaultInjector
-from .http import Backend, build_app
+from .http import build_app
+from .http_common import Backend
 from .limits import ConnectionLimiter, Stats
 
 
@@ -179,6 +181,53 @@ class ConsulDouble:
         return max(1, self.cluster.dc(datacenter).raft_index)
 
     def reset_index(self, datacenter: str | None = None) -> None:
-        """Simulate a snapshot restore: every index of the datacenter drops to 1 and the
-        queries blocked on it answer at once with that lower index."""
-        self.cluster.dc(datacenter).reset_index()
+        """A snapshot restore (or a server restarted with lower indexes): the same data, every
+        index of the datacenter back to 1. As in Consul, queries held on the old state answer
+        at once with what they read there (their old index and body); the next ones block on
+        the restored state, whose index stays below the client's until writes push it past or
+        the wait expires. Clients must notice the index going backwards themselves."""
+        self.cluster.restore_low_indexes(datacenter)
+
+    async def lose_state(self, datacenter: str | None = None) -> None:
+        """Consul restarted with no data. For the agent's datacenter (the default): every
+        connection is cut (in-flight requests get no answer), the catalog, config entries and
+        indexes are those of a freshly booted agent (indexes restarted low), and the double
+        serves again on the same port; faults, ACL tokens and counters are kept. Secondary
+        datacenters replicate the now empty config entries. For another datacenter: its
+        servers restarted empty (queries held on it answer with what they had read) and
+        re-replicate the primary's config entries."""
+        name = datacenter or self.cluster.local
+        restart = name == self.cluster.local and self.running
+        if restart:
+            await self.stop()
+        self.cluster.wipe(name)
+        replicate_all(self.cluster)
+        if restart:
+            await self.start()
+
+    def set_datacenter_reachable(self, datacenter: str, reachable: bool) -> None:
+        """Cut (False) or restore (True) the path to a known non-local datacenter: meanwhile
+        ``?dc=<it>`` answers 500 "No path to datacenter" as Consul does when no server of that
+        datacenter can be reached, and queries held on it fail at once. Its state is kept and it
+        stays in ``/v1/catalog/datacenters``. In-process writes to it still work."""
+        self.cluster.set_reachable(datacenter, reachable)
+
+    # -- config entries (same effects as PUT/DELETE /v1/config) ------------------------------
+
+    def put_config_entry(self, entry: Mapping[str, Any], cas: int | None = None) -> bool:
+        """Write a config entry (``Kind``, ``Name``, fields as in Consul's JSON) to the primary
+        datacenter and replicate it; False when ``cas`` does not match. Raises
+        :class:`ConfigEntryError` (``.status``, ``.text``) with what Consul would answer."""
+        return put_entry(self.cluster, dict(entry), cas)
+
+    def delete_config_entry(self, kind: str, name: str, cas: int | None = None) -> bool:
+        """Delete a config entry (deleting a missing one is no error); False when ``cas`` does
+        not match. Raises :class:`ConfigEntryError` as Consul would refuse it."""
+        return delete_entry(self.cluster, kind, name, cas)
+
+    def config_entry(
+        self, kind: str, name: str, datacenter: str | None = None
+    ) -> dict[str, Any] | None:
+        """The entry as ``GET /v1/config/<kind>/<name>`` returns it, or None."""
+        entry = self.cluster.dc(datacenter).config.get((kind, name))
+        return None if entry is None else entry.to_json()

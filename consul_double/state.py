@@ -9,329 +9,34 @@ The index bookkeeping follows Consul's state store (``agent/consul/state/catalog
   (and node-level checks) its instances run on;
 * when the last instance of a service goes away, ``service.<name>`` is dropped and
   ``service_last_extinction`` takes the index: reads of a missing service report it (or, if no
-  service was ever removed, the catalog's maximum index).
+  service was ever removed, the catalog's maximum index);
+* config entries are one more table, ``config-entries`` (see :mod:`consul_double.config_store`).
+
+A snapshot restore replaces the whole state store (``fsm.Restore`` in ``agent/consul/fsm``):
+the double builds a new :class:`Datacenter` and *abandons* the old one, whose blocked queries
+then answer with what they read from it (see :func:`consul_double.http_common.block`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
-from typing import Any, Generic, TypeVar
+from dataclasses import replace
+from typing import Any
 
-STATUSES = ("passing", "warning", "critical")
-SERF_CHECK = "serfHealth"
-NODE_MAINT_CHECK = "_node_maintenance"
-SERVICE_MAINT_PREFIX = "_service_maintenance:"
-SERVICE_MAINT_DEFAULT = (
-    "Maintenance mode is enabled for this service, but no reason was provided. "
-    "This is a default message."
+from .config_store import ConfigEntry
+from .model import (
+    JSON,
+    STATUSES,
+    Check,
+    Node,
+    NotFoundError,
+    Service,
 )
-NODE_MAINT_DEFAULT = (
-    "Maintenance mode is enabled for this node, but no reason was provided. "
-    "This is a default message."
-)
+from .table import Table
+
 EXTINCTION = "service_last_extinction"
-JSON = dict[str, Any]
-
-
-class NotFoundError(KeyError):
-    """An unknown node, service or check (HTTP 404 at the agent endpoints)."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else "not found"
-
-
-@dataclass
-class Node:
-    name: str
-    address: str
-    datacenter: str
-    id: str = ""
-    tagged_addresses: dict[str, str] = field(default_factory=dict)
-    meta: dict[str, str] = field(default_factory=dict)
-    create_index: int = 0
-    modify_index: int = 0
-
-    def same(self, other: Node) -> bool:
-        return (self.address, self.id, self.tagged_addresses, self.meta) == (
-            other.address,
-            other.id,
-            other.tagged_addresses,
-            other.meta,
-        )
-
-    def to_json(self) -> JSON:
-        return {
-            "ID": self.id,
-            "Node": self.name,
-            "Address": self.address,
-            "Datacenter": self.datacenter,
-            "TaggedAddresses": dict(self.tagged_addresses),
-            "Meta": dict(self.meta),
-            "CreateIndex": self.create_index,
-            "ModifyIndex": self.modify_index,
-        }
-
-
-@dataclass
-class Service:
-    node: str
-    id: str
-    name: str
-    tags: list[str] = field(default_factory=list)
-    address: str = ""
-    port: int = 0
-    meta: dict[str, str] = field(default_factory=dict)
-    weights: dict[str, int] = field(default_factory=lambda: {"Passing": 1, "Warning": 1})
-    tagged_addresses: dict[str, dict[str, Any]] = field(default_factory=dict)
-    enable_tag_override: bool = False
-    kind: str = ""
-    create_index: int = 0
-    modify_index: int = 0
-
-    def to_json(self) -> JSON:
-        """The ``NodeService`` shape of ``/v1/health/service`` (``Port`` omitted when 0)."""
-        out: JSON = {}
-        if self.kind:
-            out["Kind"] = self.kind
-        out.update(
-            {
-                "ID": self.id,
-                "Service": self.name,
-                "Tags": list(self.tags),
-                "Address": self.address,
-            }
-        )
-        if self.tagged_addresses:
-            out["TaggedAddresses"] = {k: dict(v) for k, v in self.tagged_addresses.items()}
-        out["Meta"] = dict(self.meta)
-        if self.port:
-            out["Port"] = self.port
-        out.update(
-            {
-                "Weights": dict(self.weights),
-                "EnableTagOverride": self.enable_tag_override,
-                "Proxy": {"Mode": "", "MeshGateway": {}, "Expose": {}},
-                "Connect": {},
-                "CreateIndex": self.create_index,
-                "ModifyIndex": self.modify_index,
-            }
-        )
-        return out
-
-    def to_catalog_json(self, node: Node) -> JSON:
-        """The flattened ``ServiceNode`` shape of ``/v1/catalog/service``."""
-        out: JSON = {
-            "ID": node.id,
-            "Node": node.name,
-            "Address": node.address,
-            "Datacenter": node.datacenter,
-            "TaggedAddresses": dict(node.tagged_addresses),
-            "NodeMeta": dict(node.meta),
-            "ServiceKind": self.kind,
-            "ServiceID": self.id,
-            "ServiceName": self.name,
-            "ServiceTags": list(self.tags),
-            "ServiceAddress": self.address,
-            "ServiceWeights": dict(self.weights),
-            "ServiceMeta": dict(self.meta),
-            "ServicePort": self.port,
-            "ServiceEnableTagOverride": self.enable_tag_override,
-            "ServiceProxy": {"Mode": "", "MeshGateway": {}, "Expose": {}},
-            "ServiceConnect": {},
-            "CreateIndex": self.create_index,
-            "ModifyIndex": self.modify_index,
-        }
-        if self.tagged_addresses:
-            out["ServiceTaggedAddresses"] = {k: dict(v) for k, v in self.tagged_addresses.items()}
-        return out
-
-
-@dataclass
-class Check:
-    node: str
-    check_id: str
-    name: str
-    status: str = "critical"
-    notes: str = ""
-    output: str = ""
-    service_id: str = ""
-    service_name: str = ""
-    service_tags: list[str] = field(default_factory=list)
-    type: str = ""
-    ttl: str = ""
-    create_index: int = 0
-    modify_index: int = 0
-    # The serialized JSON, keyed by (create, modify) index: a stored check is never changed in
-    # place except for its indexes (``dataclasses.replace`` starts a copy without it).
-    _cache: tuple[int, int, JSON, str] | None = field(
-        default=None, init=False, repr=False, compare=False
-    )
-    _matches: tuple[JSON, dict[str, bool]] | None = field(
-        default=None, init=False, repr=False, compare=False
-    )
-
-    def _cached(self) -> tuple[int, int, JSON, str]:
-        cached = self._cache
-        if cached is None or cached[0] != self.create_index or cached[1] != self.modify_index:
-            shape = self.to_json()
-            cached = (self.create_index, self.modify_index, shape, json.dumps(shape))
-            self._cache = cached
-        return cached
-
-    def json_shape(self) -> JSON:
-        """``self.to_json()``, cached and shared: callers must not change it."""
-        return self._cached()[2]
-
-    def json_text(self) -> str:
-        """``json.dumps(self.to_json())``, cached (lists of 100,000 checks stay cheap)."""
-        return self._cached()[3]
-
-    def matches(self, text: str, predicate: Callable[[Any], bool]) -> bool:
-        """``predicate(self.to_json())`` for the filter ``text``, cached like the JSON."""
-        shape = self._cached()[2]
-        memo = self._matches
-        if memo is None or memo[0] is not shape:
-            memo = self._matches = (shape, {})
-        found = memo[1].get(text)
-        if found is None:
-            found = memo[1][text] = bool(predicate(shape))
-        return found
-
-    def same(self, other: Check) -> bool:
-        return (
-            self.name,
-            self.status,
-            self.notes,
-            self.output,
-            self.service_id,
-            self.service_name,
-            self.service_tags,
-            self.type,
-            self.ttl,
-        ) == (
-            other.name,
-            other.status,
-            other.notes,
-            other.output,
-            other.service_id,
-            other.service_name,
-            other.service_tags,
-            other.type,
-            other.ttl,
-        )
-
-    def to_json(self) -> JSON:
-        return {
-            "Node": self.node,
-            "CheckID": self.check_id,
-            "Name": self.name,
-            "Status": self.status,
-            "Notes": self.notes,
-            "Output": self.output,
-            "ServiceID": self.service_id,
-            "ServiceName": self.service_name,
-            "ServiceTags": list(self.service_tags),
-            "Type": self.type,
-            "Interval": "",
-            "Timeout": "",
-            "ExposedPort": 0,
-            "Definition": {},
-            "CreateIndex": self.create_index,
-            "ModifyIndex": self.modify_index,
-        }
-
-
-def node_id(datacenter: str, name: str) -> str:
-    """A stable node UUID, like the one an agent persists in its data dir."""
-    return str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{name}.{datacenter}.consul-double"))
-
-
-def serf_check(node: str, status: str = "passing") -> Check:
-    output = "Agent alive and reachable" if status == "passing" else "Agent not live or unreachable"
-    return Check(node, SERF_CHECK, "Serf Health Status", status, output=output)
-
-
-K = TypeVar("K")
-V = TypeVar("V")
-
-
-class _Table(dict[K, V], Generic[K, V]):
-    """A dict that keeps secondary indexes (``field(value)`` → ``{key: value}``) in step, so a
-    read of one service, node or check id does not scan the whole catalog (the double serves
-    catalogs of 100,000 instances). Entries are replaced, never mutated in an indexed field;
-    only ``[k] = v``, ``del``, ``pop`` and ``clear`` change a table."""
-
-    def __init__(self, **fields: Callable[[V], str]) -> None:
-        super().__init__()
-        self._fields = fields
-        self._by: dict[str, dict[str, dict[K, V]]] = {f: {} for f in fields}
-        self._order: list[Any] | None = []  # every key, sorted; None once keys came or went
-
-    def ordered_keys(self) -> list[Any]:
-        """Every key, sorted; re-sorted only after keys were added or removed (replacing an
-        entry, e.g. a check status change, keeps the order of 100,000 checks)."""
-        if self._order is None:
-            self._order = sorted(self)
-        return self._order
-
-    def lookup(self, field_name: str, value: str) -> dict[K, V]:
-        """The entries whose ``field_name`` is ``value``, in insertion order (do not mutate)."""
-        return self._by[field_name].get(value, {})
-
-    def __setitem__(self, key: K, value: V) -> None:
-        old = dict.get(self, key)
-        if key not in self:
-            self._order = None
-        super().__setitem__(key, value)
-        for name, fn in self._fields.items():
-            new_value = fn(value)
-            if old is not None:
-                old_value = fn(old)
-                if old_value != new_value:
-                    self._unindex(name, old_value, key)
-            self._by[name].setdefault(new_value, {})[key] = value
-
-    def _unindex(self, name: str, value: str, key: K) -> None:
-        bucket = self._by[name].get(value)
-        if bucket is not None:
-            bucket.pop(key, None)
-            if not bucket:
-                del self._by[name][value]
-
-    def __delitem__(self, key: K) -> None:
-        old = self[key]
-        super().__delitem__(key)
-        self._order = None
-        for name, fn in self._fields.items():
-            self._unindex(name, fn(old), key)
-
-    def pop(self, key: K, *default: Any) -> Any:
-        if key in self:
-            value = self[key]
-            del self[key]
-            return value
-        if default:
-            return default[0]
-        raise KeyError(key)
-
-    def clear(self) -> None:
-        super().clear()
-        self._by = {f: {} for f in self._fields}
-        self._order = None
-
-    def setdefault(self, *args: Any) -> Any:  # pragma: no cover - guarded, unused
-        raise NotImplementedError("_Table: use [key] = value")
-
-    def update(self, *args: Any, **kwargs: Any) -> None:  # pragma: no cover - guarded, unused
-        raise NotImplementedError("_Table: use [key] = value")
-
-    def popitem(self) -> Any:  # pragma: no cover - guarded, unused
-        raise NotImplementedError("_Table: use del or pop")
 
 
 def _service_key(svc: Service) -> str:
@@ -342,7 +47,7 @@ def _check_service_key(check: Check) -> str:
     return f"{check.node}\0{check.service_id}"
 
 
-class _Txn:
+class Txn:
     """Changes of one write; they all get the same raft index, taken only if something changed."""
 
     def __init__(self, store: Datacenter) -> None:
@@ -362,22 +67,23 @@ class Datacenter:
     def __init__(self, name: str) -> None:
         self.name = name
         self.raft_index = 0
-        self.epoch = 0  # bumped by reset_index: blocked queries answer at once
+        self.abandoned = False  # replaced by a restored store: blocked queries answer now
         self.tables: dict[str, int] = {}
         self.nodes: dict[str, Node] = {}
-        self.services: _Table[tuple[str, str], Service] = _Table(
+        self.services: Table[tuple[str, str], Service] = Table(
             name=lambda s: s.name, node=lambda s: s.node, id=lambda s: s.id
         )
-        self.checks: _Table[tuple[str, str], Check] = _Table(
+        self.checks: Table[tuple[str, str], Check] = Table(
             node=lambda c: c.node,
             node_service=_check_service_key,
             id=lambda c: c.check_id,
             service_name=lambda c: c.service_name if c.service_id else "",
             status=lambda c: c.status,
         )
+        self.config: dict[tuple[str, str], ConfigEntry] = {}  # (kind, name) → entry
         self._waiters: set[asyncio.Future[None]] = set()
-        self._services_cache: tuple[tuple[int, int], dict[str, list[str]]] | None = None
-        self._checks_cache: tuple[tuple[int, int], list[Check]] | None = None
+        self._services_cache: tuple[int, dict[str, list[str]]] | None = None
+        self._checks_cache: tuple[int, list[Check]] | None = None
 
     # -- waiting -----------------------------------------------------------------------------
 
@@ -396,26 +102,31 @@ class Datacenter:
                 fut.set_result(None)
 
     @contextmanager
-    def write(self) -> Iterator[_Txn]:
-        txn = _Txn(self)
+    def write(self) -> Iterator[Txn]:
+        txn = Txn(self)
         yield txn
         if txn.changed:
             self.raft_index = txn.idx
             self.notify()
 
-    def reset_index(self) -> None:
-        """Snapshot-restore simulation: every index becomes 1, blocked queries answer now."""
-        self.raft_index = 1
-        self.tables = dict.fromkeys(self.tables, 1)
-        objects: list[Node | Service | Check] = [
-            *self.nodes.values(),
-            *self.services.values(),
-            *self.checks.values(),
-        ]
-        for obj in objects:
-            obj.create_index = obj.modify_index = 1
-        self.epoch += 1
+    def abandon(self) -> None:
+        """This store was replaced (snapshot restore, restart): wake every blocked query."""
+        self.abandoned = True
         self.notify()
+
+    def restored_with_low_indexes(self) -> Datacenter:
+        """A new store with the same data where every index is 1 (a snapshot restore, or a
+        server restarted with lower indexes); this store is left untouched."""
+        new = Datacenter(self.name)
+        new.raft_index = 1
+        new.tables = dict.fromkeys(self.tables, 1)
+        new.nodes = {k: replace(n, create_index=1, modify_index=1) for k, n in self.nodes.items()}
+        for key, svc in self.services.items():
+            new.services[key] = replace(svc, create_index=1, modify_index=1)
+        for key, check in self.checks.items():
+            new.checks[key] = replace(check, create_index=1, modify_index=1)
+        new.config = {k: replace(e, create_index=1, modify_index=1) for k, e in self.config.items()}
+        return new
 
     # -- indexes -----------------------------------------------------------------------------
 
@@ -442,10 +153,10 @@ class Datacenter:
     def services_on(self, node: str) -> list[Service]:
         return list(self.services.lookup("node", node).values())
 
-    def _bump_node_services(self, txn: _Txn, node: str) -> None:
+    def _bump_node_services(self, txn: Txn, node: str) -> None:
         txn.bump(*{f"service.{s.name}" for s in self.services_on(node)})
 
-    def ensure_node(self, txn: _Txn, new: Node) -> Node:
+    def ensure_node(self, txn: Txn, new: Node) -> Node:
         old = self.nodes.get(new.name)
         if old is not None and old.same(new):
             return old
@@ -456,7 +167,7 @@ class Datacenter:
         self._bump_node_services(txn, new.name)
         return new
 
-    def ensure_service(self, txn: _Txn, svc: Service) -> None:
+    def ensure_service(self, txn: Txn, svc: Service) -> None:
         if svc.node not in self.nodes:
             raise NotFoundError(f"Missing node registration for {svc.node!r}")
         key = (svc.node, svc.id)
@@ -470,14 +181,14 @@ class Datacenter:
         for check in list(self.checks.lookup("node_service", _service_key(svc)).values()):
             self.ensure_check(txn, replace(check))  # picks up the new name and tags
 
-    def _after_instance_removed(self, txn: _Txn, name: str) -> None:
+    def _after_instance_removed(self, txn: Txn, name: str) -> None:
         if self.service_exists(name):
             txn.bump(f"service.{name}")
         else:
             self.tables.pop(f"service.{name}", None)
             txn.bump(EXTINCTION)
 
-    def remove_service(self, txn: _Txn, node: str, service_id: str) -> None:
+    def remove_service(self, txn: Txn, node: str, service_id: str) -> None:
         svc = self.services.pop((node, service_id), None)
         if svc is None:
             raise NotFoundError(f"Unknown service ID {service_id!r}")
@@ -487,7 +198,7 @@ class Datacenter:
         txn.bump("services")
         self._after_instance_removed(txn, svc.name)
 
-    def ensure_check(self, txn: _Txn, check: Check) -> bool:
+    def ensure_check(self, txn: Txn, check: Check) -> bool:
         """Upsert a check; returns whether it changed (an identical check is not a write)."""
         if check.node not in self.nodes:
             raise NotFoundError(f"Missing node registration for {check.node!r}")
@@ -509,13 +220,13 @@ class Datacenter:
         self._bump_for_check(txn, check)
         return True
 
-    def _bump_for_check(self, txn: _Txn, check: Check) -> None:
+    def _bump_for_check(self, txn: Txn, check: Check) -> None:
         if check.service_id:
             txn.bump(f"service.{check.service_name}")
         else:
             self._bump_node_services(txn, check.node)
 
-    def remove_check(self, txn: _Txn, node: str, check_id: str) -> None:
+    def remove_check(self, txn: Txn, node: str, check_id: str) -> None:
         check = self.checks.pop((node, check_id), None)
         if check is None:
             raise NotFoundError(f"Unknown check ID {check_id!r}")
@@ -525,7 +236,7 @@ class Datacenter:
         elif not check.service_id:
             self._bump_node_services(txn, node)
 
-    def remove_node(self, txn: _Txn, node: str) -> None:
+    def remove_node(self, txn: Txn, node: str) -> None:
         if node not in self.nodes:
             return
         for svc in self.services_on(node):
@@ -589,8 +300,8 @@ class Datacenter:
         self, predicate: Callable[[Any], bool] | None = None
     ) -> dict[str, list[str]]:
         if predicate is None:
-            # Every change of the services table bumps its index (or, on a reset, the epoch).
-            key = (self.tables.get("services", 0), self.epoch)
+            # Every change of the services table bumps its index (a reset makes a new store).
+            key = self.tables.get("services", 0)
             if self._services_cache is None or self._services_cache[0] != key:
                 self._services_cache = (key, self._catalog_services(None))
             return {name: list(tags) for name, tags in self._services_cache[1].items()}
@@ -607,8 +318,8 @@ class Datacenter:
 
     def checks_in_state(self, state: str) -> list[Check]:
         if state == "any":
-            # Every change of the checks table bumps its index (or, on a reset, the epoch).
-            key = (self.tables.get("checks", 0), self.epoch)
+            # Every change of the checks table bumps its index (a reset makes a new store).
+            key = self.tables.get("checks", 0)
             if self._checks_cache is None or self._checks_cache[0] != key:
                 checks = self.checks  # keyed and ordered by (node, check id)
                 self._checks_cache = (key, [checks[k] for k in checks.ordered_keys()])

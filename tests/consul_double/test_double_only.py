@@ -88,17 +88,24 @@ async def test_a_missing_service_reports_the_last_extinction_index(
     assert "api" not in (await api.get("/v1/catalog/services")).body
 
 
-async def test_reset_index_wakes_blocked_queries_with_a_lower_index(
+async def test_reset_index_answers_held_queries_with_the_old_state_then_blocks_low(
     consul: ConsulDouble, api: ConsulAPI
 ) -> None:
     before = await api.get("/v1/health/service/web")
     blocked = await api.start_get("/v1/health/service/web", index=str(before.index), wait="30s")
     consul.reset_index()
-    reply = await within(blocked, 5)
-    assert 0 < reply.index < before.index
+    reply = await within(blocked, 5)  # the abandoned store's answer: nothing changed
+    assert (reply.index, reply.body) == (before.index, before.body)
     assert consul.index() == 1
+    # The restored store's index stays below the client's: the query waits out its wait.
+    again = await api.get("/v1/health/service/web", index=str(before.index), wait="200ms")
+    assert again.index == 1
+    assert again.body[0]["Service"]["ModifyIndex"] == 1
     consul.deregister("web-2")
     assert (await api.get("/v1/health/service/web")).index == 2
+    held = await api.start_get("/v1/health/service/web", index=str(before.index), wait="300ms")
+    consul.deregister("web-1")  # index 3: still below the client's
+    assert (await held).index == 3
 
 
 async def test_datacenters_have_separate_state_and_indexes(
