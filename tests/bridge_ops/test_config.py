@@ -210,6 +210,34 @@ def test_help_shows_every_flag_with_its_default_and_environment_names(
     assert "--no-warning-is-healthy" in text
 
 
+@pytest.mark.parametrize(
+    ("args", "env", "named"),
+    [
+        (["--debounce", "inf"], {}, "xds.debounce: must be a finite duration"),
+        (["--consul-wait", "nan"], {}, "consul.wait: must be a finite duration"),
+        (["--xds-listen", "127.0.0.1:70000"], {}, "xds.listen: invalid port '70000'"),
+        (["--consul-ssl", "maybe"], {}, "consul.ssl: expected true or false"),
+        ([], {"CONSUL_HTTP_ADDR": "consul:0"}, "consul.address: invalid port '0'"),
+        ([], {"CONSUL_XDS_BRIDGE_XDS_MAX_STREAMS": "-1"}, "xds.max_streams: expected 1..1000000"),
+        ([], {"CONSUL_XDS_BRIDGE_LOG_LEVEL": "loud"}, "log.level: expected one of debug"),
+    ],
+)
+def test_serve_exits_2_naming_the_key_and_its_source(
+    args: list[str],
+    env: dict[str, str],
+    named: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(["serve", *args]) == 2
+    err = capsys.readouterr().err
+    assert named in err
+    source = f"flag {args[0]}" if args else f"environment variable {next(iter(env))}"
+    assert f"(from {source})" in err
+
+
 def test_serve_exits_2_naming_a_config_file_it_cannot_decode(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
