@@ -30,9 +30,9 @@ from xds_server.tracking import ClientRegistry
 
 from . import debug
 from .admin import AdminViews, JsonView, admin_app, start_admin
-from .config import Config, ConfigError
+from .config import Config
 from .consul_client import ConsulClient
-from .consul_settings import ConsulSettings, settings_from_env
+from .consul_settings import ConsulSettings, consul_settings
 from .logs import StreamEventLogger
 from .metrics import Metrics, TemplateErrorsCollector, XdsMetricsObserver
 from .publisher import NodeConfigSource, Publisher
@@ -40,20 +40,10 @@ from .resources import BuildSettings
 from .security import XdsTls, authorize_node_by_san, check_xds_tls, server_credentials
 from .tasks import cancel_and_wait
 from .templating import TemplateSource
+from .values import parse_host_port
 from .watcher import CatalogWatcher
 
 log = logging.getLogger(__name__)
-
-
-def split_host_port(value: str, what: str) -> tuple[str, int]:
-    """``HOST:PORT`` or ``[V6]:PORT`` → (host, port); ValueError names ``what`` on bad input."""
-    host, sep, port_text = value.rpartition(":")
-    if not sep or not port_text.isdigit() or not host:
-        raise ValueError(f"{what}: expected HOST:PORT, got {value!r}")
-    port = int(port_text)
-    if port > 65535:
-        raise ValueError(f"{what}: port {port} is out of range")
-    return host.strip("[]"), port
 
 
 def node_key_function(spec: str) -> NodeKeyFunc:
@@ -95,34 +85,12 @@ class BridgeConfig:
 def bridge_config(config: Config) -> BridgeConfig:
     """The merged settings table (flags > env > file > defaults) → the parts' configuration.
 
-    Raises :class:`ConfigError` naming the key when the Consul settings do not fit together.
+    Raises :class:`ConfigError` naming the key when a setting cannot be used.
     """
-    consul_keys = {
-        "address": "consul.address",
-        "token": "consul.token",
-        "token_file": "consul.token_file",
-        "ca_file": "consul.ca_file",
-        "client_cert": "consul.client_cert",
-        "client_key": "consul.client_key",
-        "ssl_verify": "consul.ssl_verify",
-        "tls_server_name": "consul.tls_server_name",
-        "datacenters": "consul.datacenters",
-        "max_connections": "consul.max_connections",
-        "wait": "consul.wait",
-        "min_interval": "consul.min_interval",
-        "include": "services.include",
-        "exclude": "services.exclude",
-        "include_tags": "services.include_tags",
-        "exclude_tags": "services.exclude_tags",
-    }
-    try:
-        consul = settings_from_env({}, **{field: config[key] for field, key in consul_keys.items()})
-    except (ValueError, OSError) as exc:
-        raise ConfigError("consul", str(exc)) from None
     bridge = BridgeConfig(
-        consul=consul,
-        xds_listen=config["xds.listen"],
-        admin_listen=config["admin.listen"],
+        consul=consul_settings(config),
+        xds_listen=str(config["xds.listen"]),
+        admin_listen=str(config["admin.listen"]),
         node_key=config["xds.node_key"],
         debounce=config["xds.debounce"],
         max_streams=config["xds.max_streams"],
@@ -181,8 +149,8 @@ class Bridge:
         return False, "waiting for the first complete read of the Consul catalog"
 
     async def start(self) -> None:
-        xds_host, xds_port = split_host_port(self.config.xds_listen, "xds_listen")
-        admin_host, admin_port = split_host_port(self.config.admin_listen, "admin_listen")
+        xds_host, xds_port = parse_host_port(self.config.xds_listen)
+        admin_host, admin_port = parse_host_port(self.config.admin_listen)
         self._grpc, self.xds_port = await start_server(
             self.discovery,
             f"[{xds_host}]:{xds_port}" if ":" in xds_host else f"{xds_host}:{xds_port}",

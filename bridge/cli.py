@@ -12,14 +12,15 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 from . import logs
 from .bootstrap import BootstrapOptions, bootstrap_yaml, parse_metadata
-from .config import Config, ConfigError, add_flags, flags_from_namespace, load
+from .config import SETTINGS, Config, ConfigError, flag_help, load
 from .tasks import cancel_and_wait
+from .values import BOOL, HOST_PORT, PORT, Kind, parse_host_port
 
 if TYPE_CHECKING:
     from .app import Bridge
@@ -40,6 +41,42 @@ def version() -> str:
         return "0+unknown"
 
 
+def add_flags(parser: argparse.ArgumentParser) -> None:
+    """Every setting's flag; values stay as given (parsed, with their source, in ``load``).
+
+    A boolean is a switch: ``--x`` (true), ``--no-x`` (false), or ``--x VALUE``.
+    """
+    for s in SETTINGS:
+        if not s.flag:
+            continue
+        if s.kind is BOOL:
+            parser.add_argument(
+                s.flag, dest=s.dest, nargs="?", const=True, metavar="BOOL", help=flag_help(s)
+            )
+            negative = f"--no-{s.flag[2:]}"
+            parser.add_argument(
+                negative, dest=s.dest, action="store_const", const=False, help=f"{s.flag} false"
+            )
+        else:
+            parser.add_argument(s.flag, dest=s.dest, metavar=s.kind.metavar, help=flag_help(s))
+
+
+def flags_from_namespace(namespace: argparse.Namespace) -> dict[str, Any]:
+    return {s.key: getattr(namespace, s.dest, None) for s in SETTINGS if s.flag}
+
+
+def _typed(kind: Kind) -> Callable[[str], Any]:
+    """An argparse ``type`` from a value kind: a bad value exits 2 naming the flag."""
+
+    def convert(text: str) -> Any:
+        try:
+            return kind(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return convert
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="consul-xds-bridge",
@@ -57,11 +94,12 @@ def _parser() -> argparse.ArgumentParser:
     boot.add_argument(
         "--xds-address",
         action="append",
+        type=_typed(HOST_PORT),
         default=[],
         metavar="HOST:PORT",
         help="the bridge (default 127.0.0.1:18000); repeat for replicas",
     )
-    boot.add_argument("--admin-port", type=int, default=19000)
+    boot.add_argument("--admin-port", type=_typed(PORT), default=19000, metavar="PORT")
     boot.add_argument("--admin-address", default="127.0.0.1")
     boot.add_argument("--metadata", action="append", default=[], metavar="KEY=VALUE")
     boot.add_argument("--locality-region", default="")
@@ -87,27 +125,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _host_port(value: str) -> tuple[str, int] | None:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        return None
-    return host.strip("[]"), int(port)
-
-
 def _cmd_bootstrap(args: argparse.Namespace) -> int:
-    addresses = []
-    for value in args.xds_address or ["127.0.0.1:18000"]:
-        parsed = _host_port(value)
-        if parsed is None:
-            print(f"--xds-address: expected HOST:PORT, got {value!r}", file=sys.stderr)
-            return EXIT_CONFIG
-        addresses.append(parsed)
+    addresses = args.xds_address or [parse_host_port("127.0.0.1:18000")]
     try:
         options = BootstrapOptions(
             node_id=args.node_id,
             node_cluster=args.node_cluster,
-            xds_host=addresses[0][0],
-            xds_port=addresses[0][1],
+            xds_host=addresses[0].host,
+            xds_port=addresses[0].port,
             replicas=tuple(addresses[1:]),
             admin_address=args.admin_address,
             admin_port=args.admin_port,
@@ -155,7 +180,7 @@ async def _serve(config_args: argparse.Namespace) -> int:
         version(),
         bridge.xds_port,
         bridge.admin_port,
-        config["consul.address"],
+        bridge_cfg.consul.address,
     )
     freeze = asyncio.create_task(_freeze_when_ready(bridge))
     await stop.wait()

@@ -1,8 +1,10 @@
 """How the bridge reaches Consul and which services it watches: :class:`ConsulSettings`.
 
-:func:`settings_from_env` reads Consul's standard environment variables (the ones the ``consul``
-CLI and the Go API client read) and lets explicit values -- flags, the config file -- override
-them. Every invalid value raises ``ValueError`` naming the variable (or setting) and the problem.
+Built from the settings table (:mod:`bridge.config`), which reads Consul's own variables as
+Consul's CLI does: ``CONSUL_HTTP_ADDR`` (``https://`` means TLS), ``CONSUL_HTTP_SSL`` (true means
+TLS, even for an ``http://`` address: TLS once asked for is never dropped), the token, the TLS
+files and ``CONSUL_HTTP_SSL_VERIFY``. :func:`settings_from_env` is the same path for tests and
+tools: an environment plus explicit values.
 
 The ACL token is a secret: it never appears in ``repr()``/``str()`` of the settings, and the
 client sends it only as the ``X-Consul-Token`` header, never in a URL.
@@ -10,52 +12,43 @@ client sends it only as the ``X-Consul-Token`` header, never in a URL.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8500
-MAX_WAIT = 600.0  # Consul caps blocking waits at 10 minutes
-REDACTED = "[redacted]"
+from .config import DEFAULTS, SETTINGS, Config, ConfigError, load
+from .values import go_duration, parse_duration
 
-_DURATION = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|s|m|h))+$")
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
-_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-_TRUE = {"1", "t", "true", "yes", "on"}  # Go's strconv.ParseBool, plus yes/on
-_FALSE = {"0", "f", "false", "no", "off"}
+REDACTED = "[redacted]"
+_ADDRESS = DEFAULTS["consul.address"]
 
 
 @dataclass(frozen=True)
 class ConsulSettings:
     """Connection, timing and selection settings for the Consul watcher (immutable)."""
 
-    scheme: str = "http"
-    host: str = DEFAULT_HOST
-    port: int = DEFAULT_PORT
+    scheme: str = _ADDRESS.scheme or "http"
+    host: str = _ADDRESS.host
+    port: int = _ADDRESS.port
     token: str = field(default="", repr=False)
     ca_file: str | None = None
     client_cert: str | None = None
     client_key: str | None = None
-    verify: bool = True
+    verify: bool = DEFAULTS["consul.ssl_verify"]
     tls_server_name: str | None = None
-    datacenters: tuple[str, ...] = ()  # watched after the local datacenter, in failover order
-    max_connections: int = 100
-    wait: float = 60.0  # blocking query wait, seconds
-    min_interval: float = 0.1  # minimum spacing between two calls of one watch, seconds
+    datacenters: tuple[str, ...] = DEFAULTS["consul.datacenters"]  # after the local one
+    max_connections: int = DEFAULTS["consul.max_connections"]
+    wait: float = DEFAULTS["consul.wait"]  # blocking query wait, seconds
+    min_interval: float = DEFAULTS["consul.min_interval"]  # between two calls of one watch
     backoff_base: float = 0.25  # first retry delay after an error, doubled each time
     backoff_max: float = 60.0
     request_margin: float = 5.0  # HTTP timeout = wait * 17/16 + this
-    include: tuple[str, ...] = ()  # service name globs; empty: every service
-    exclude: tuple[str, ...] = ("consul",)
-    include_tags: tuple[str, ...] = ()  # tag globs; empty: no tag required
-    exclude_tags: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        _validate(self)
+    include: tuple[str, ...] = DEFAULTS["services.include"]  # name globs; empty: every service
+    exclude: tuple[str, ...] = DEFAULTS["services.exclude"]
+    include_tags: tuple[str, ...] = DEFAULTS["services.include_tags"]  # empty: none required
+    exclude_tags: tuple[str, ...] = DEFAULTS["services.exclude_tags"]
 
     def __repr__(self) -> str:
         shown = ", ".join(
@@ -74,8 +67,7 @@ class ConsulSettings:
     @property
     def wait_param(self) -> str:
         """The wait as a Go duration for the ``wait`` query parameter (``2s``, ``1500ms``)."""
-        millis = round(self.wait * 1000)
-        return f"{millis // 1000}s" if millis % 1000 == 0 else f"{millis}ms"
+        return go_duration(self.wait)
 
     @property
     def request_timeout(self) -> float:
@@ -99,231 +91,81 @@ def _any_match(patterns: Iterable[str], values: Iterable[str]) -> bool:
     return any(fnmatchcase(v, p) for p in patterns for v in values)
 
 
-def _validate(s: ConsulSettings) -> None:
-    if s.scheme not in ("http", "https"):
-        raise ValueError(f"scheme: expected http or https, got {s.scheme!r}")
-    if not s.host:
-        raise ValueError("host: must not be empty")
-    if not 0 < s.port <= 65535:
-        raise ValueError(f"port: {s.port} is out of range 1-65535")
-    if bool(s.client_cert) != bool(s.client_key):
-        raise ValueError(
-            "client_cert/client_key: set both or neither (CONSUL_CLIENT_CERT and CONSUL_CLIENT_KEY)"
-        )
-    if s.max_connections < 2:
-        raise ValueError(f"max_connections: must be at least 2, got {s.max_connections}")
-    if not 0 < s.wait <= MAX_WAIT:
-        raise ValueError(f"wait: must be > 0 and at most 10m, got {s.wait}s")
-    for name in ("min_interval", "backoff_base", "backoff_max", "request_margin"):
-        if getattr(s, name) < 0:
-            raise ValueError(f"{name}: must not be negative, got {getattr(s, name)}")
-    if s.backoff_max < s.backoff_base:
-        raise ValueError("backoff_max: must not be below backoff_base")
-    if any(not dc for dc in s.datacenters):
-        raise ValueError("datacenters: empty datacenter name")
+# --- from the settings table ---------------------------------------------------------------
+
+# The table's Consul keys by their last part: ``max_connections`` → ``consul.max_connections``.
+_KEYS: Mapping[str, str] = {
+    s.key.rpartition(".")[2]: s.key
+    for s in SETTINGS
+    if s.key.startswith(("consul.", "services.")) and s.key != "services.warning_is_healthy"
+}
+_AS_IS: tuple[str, ...] = ("datacenters", "max_connections", "wait", "min_interval")
+_AS_IS += ("include", "exclude", "include_tags", "exclude_tags")
+_UNSET_IS_NONE = ("ca_file", "client_cert", "client_key", "tls_server_name")
 
 
-# --- parsing helpers ------------------------------------------------------------------------
+def consul_settings(config: Config) -> ConsulSettings:
+    """The Consul part of the merged settings; raises :class:`ConfigError` for a bad token file."""
+    address = config["consul.address"]
+    values: dict[str, Any] = {name: config[_KEYS[name]] for name in _AS_IS}
+    values |= {name: config[_KEYS[name]] or None for name in _UNSET_IS_NONE}
+    return ConsulSettings(
+        scheme="https" if config["consul.ssl"] else address.scheme or "http",
+        host=address.host,
+        port=address.port,
+        token=_token(config),
+        verify=config["consul.ssl_verify"],
+        **values,
+    )
 
 
-def parse_bool(value: str | bool, what: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = value.strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise ValueError(f"{what}: expected true or false, got {value!r}")
+def _token(config: Config) -> str:
+    """A token file wins over a token from the same or a lower source, as in Consul's CLI."""
+    file_key, token_key = "consul.token_file", "consul.token"
+    if config[file_key] and config.layer(file_key) >= config.layer(token_key):
+        path, source = config[file_key], config.source(file_key)
+        try:
+            token = Path(path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            problem = f"cannot read token file {path!r}: {exc.strerror or exc}"
+            raise ConfigError(file_key, problem, source) from None
+        except UnicodeDecodeError:
+            raise ConfigError(file_key, f"token file {path!r} is not UTF-8 text", source) from None
+        if not token:
+            raise ConfigError(file_key, f"token file {path!r} is empty", source)
+        return token
+    return str(config[token_key]).strip()
 
 
-def parse_duration(value: str | float, what: str) -> float:
-    """``250ms``, ``2s``, ``1m30s`` or a number of seconds → seconds."""
-    if isinstance(value, bool):
-        raise ValueError(f"{what}: expected a duration like 250ms or 60s, got {value!r}")
-    if isinstance(value, int | float):
-        return float(value)
-    text = value.strip()
-    if _DURATION.match(text):
-        return sum(float(n) * _UNIT[u] for n, u in _DURATION_PART.findall(text))
-    try:
-        return float(text)
-    except ValueError:
-        raise ValueError(f"{what}: expected a duration like 250ms or 60s, got {value!r}") from None
+# --- for tests and tools -------------------------------------------------------------------
 
-
-def parse_address(value: str, what: str = "CONSUL_HTTP_ADDR") -> tuple[str | None, str, int]:
-    """``host[:port]``, ``http://host[:port]``, ``https://…``, ``[v6]:port`` → (scheme, host, port).
-
-    The scheme is None when the address has none (``CONSUL_HTTP_SSL`` then decides).
-    """
-    text = value.strip().rstrip("/")
-    scheme: str | None = None
-    if "://" in text:
-        scheme, _, text = text.partition("://")
-        scheme = scheme.lower()
-        if scheme == "unix":
-            raise ValueError(f"{what}: unix sockets are not supported, got {value!r}")
-        if scheme not in ("http", "https"):
-            raise ValueError(f"{what}: unsupported scheme {scheme!r} in {value!r}")
-    if not text or "/" in text or "@" in text:
-        raise ValueError(f"{what}: expected [http[s]://]host[:port], got {value!r}")
-    host, port_text = _split_host_port(text, what, value)
-    if port_text is None:
-        port = {"https": 443, "http": 80}.get(scheme or "", DEFAULT_PORT)
-    elif port_text.isdigit() and 0 < int(port_text) <= 65535:
-        port = int(port_text)
-    else:
-        raise ValueError(f"{what}: invalid port {port_text!r} in {value!r}")
-    return scheme, host, port
-
-
-def _split_host_port(text: str, what: str, value: str) -> tuple[str, str | None]:
-    if text.startswith("["):
-        host, bracket, rest = text[1:].partition("]")
-        if not bracket or not host or (rest and not rest.startswith(":")):
-            raise ValueError(f"{what}: malformed IPv6 address in {value!r}")
-        return host, rest[1:] if rest else None
-    if text.count(":") > 1:
-        raise ValueError(f"{what}: IPv6 addresses need brackets, e.g. [::1]:8500; got {value!r}")
-    host, sep, port_text = text.partition(":")
-    if not host:
-        raise ValueError(f"{what}: missing host in {value!r}")
-    return host, port_text if sep else None
-
-
-def _read_token_file(path: str, what: str) -> str:
-    try:
-        token = Path(path).read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ValueError(f"{what}: cannot read token file {path!r}: {exc.strerror}") from None
-    if not token:
-        raise ValueError(f"{what}: token file {path!r} is empty")
-    return token
-
-
-def _strings(value: Any, what: str) -> tuple[str, ...]:
-    if isinstance(value, str):
-        items = [part.strip() for part in value.split(",")]
-    elif isinstance(value, Iterable):
-        items = [str(part).strip() for part in value]
-    else:
-        raise ValueError(f"{what}: expected a list of names, got {value!r}")
-    return tuple(dict.fromkeys(i for i in items if i))
-
-
-# --- settings_from_env ---------------------------------------------------------------------
-
-_FIELDS = {f.name for f in fields(ConsulSettings)}
-_ALIASES = {"ssl_verify": "verify"}
-_EXTRA_OVERRIDES = {"address", "token_file", "ssl"}
-_STRING_FIELDS = {"token", "ca_file", "client_cert", "client_key", "tls_server_name"}
-_DURATION_FIELDS = {"wait", "min_interval", "backoff_base", "backoff_max", "request_margin"}
-_LIST_FIELDS = {"datacenters", "include", "exclude", "include_tags", "exclude_tags"}
-_ENV_FILES = {"CONSUL_CACERT": "ca_file", "CONSUL_CLIENT_CERT": "client_cert"}
-_ENV_FILES |= {"CONSUL_CLIENT_KEY": "client_key", "CONSUL_TLS_SERVER_NAME": "tls_server_name"}
+_TUNABLES = ("backoff_base", "backoff_max", "request_margin")  # not user settings
 
 
 def settings_from_env(env: Mapping[str, str], **overrides: Any) -> ConsulSettings:
-    """Consul's standard environment variables, overridden by explicit values.
+    """Consul's standard environment variables, overridden by explicit values, through the table.
 
-    Environment: ``CONSUL_HTTP_ADDR``, ``CONSUL_HTTP_TOKEN``, ``CONSUL_HTTP_TOKEN_FILE``,
-    ``CONSUL_HTTP_SSL``, ``CONSUL_HTTP_SSL_VERIFY``, ``CONSUL_CACERT``, ``CONSUL_CLIENT_CERT``,
-    ``CONSUL_CLIENT_KEY``, ``CONSUL_TLS_SERVER_NAME``.
-
-    ``overrides`` are any :class:`ConsulSettings` field, plus ``address`` (like
-    ``CONSUL_HTTP_ADDR``), ``token_file``, ``ssl`` and ``ssl_verify`` (alias of ``verify``).
-    ``None`` (and ``""`` for strings) means "not given". Durations accept ``2s``/``250ms`` or
-    seconds; lists accept a sequence or a comma-separated string.
-
-    Token precedence (as the ``consul`` CLI, where a token file wins over a token, and explicit
-    values win over the environment): token_file > token > CONSUL_HTTP_TOKEN_FILE >
-    CONSUL_HTTP_TOKEN.
+    ``overrides`` are named by the last part of a table key (``address``, ``token``,
+    ``token_file``, ``ssl``, ``ssl_verify`` or ``verify``, ``max_connections``, ``wait``,
+    ``include``, ...) plus ``backoff_base``, ``backoff_max`` and ``request_margin``; ``None`` and
+    ``""`` mean "not given". Explicit values rank as flags. Raises ``ValueError`` naming the key.
     """
-    given = _given(overrides)
-    values: dict[str, Any] = {}
-    _apply_address(values, env, given)
-    _apply_token(values, env, given)
-    _apply_tls(values, env, given)
-    for key, value in given.items():
-        if key in _EXTRA_OVERRIDES or key in values:
+    flags: dict[str, Any] = {}
+    tunables: dict[str, Any] = {}
+    for name, value in overrides.items():
+        name = "ssl_verify" if name == "verify" else name
+        if name not in _KEYS and name not in _TUNABLES:
+            raise ValueError(f"{name}: not a Consul setting")
+        if value is None or (isinstance(value, str) and value == ""):
             continue
-        values[key] = _convert(key, value)
-    return ConsulSettings(**values)
-
-
-def _given(overrides: Mapping[str, Any]) -> dict[str, Any]:
-    given: dict[str, Any] = {}
-    for key, value in overrides.items():
-        key = _ALIASES.get(key, key)
-        if key not in _FIELDS and key not in _EXTRA_OVERRIDES:
-            raise ValueError(f"{key}: not a Consul setting")
-        if value is None or (value == "" and (key in _STRING_FIELDS or key in _EXTRA_OVERRIDES)):
+        if name in _KEYS:
+            flags[_KEYS[name]] = value
             continue
-        given[key] = value
-    return given
-
-
-def _convert(key: str, value: Any) -> Any:
-    if key in _DURATION_FIELDS:
-        return parse_duration(value, key)
-    if key in _LIST_FIELDS:
-        return _strings(value, key)
-    if key in ("port", "max_connections"):
         try:
-            return int(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"{key}: expected an integer, got {value!r}") from None
-    if key == "verify":
-        return parse_bool(value, key)
-    return value
-
-
-def _apply_address(values: dict[str, Any], env: Mapping[str, str], given: dict[str, Any]) -> None:
-    scheme: str | None = None
-    if "address" in given:
-        scheme, values["host"], values["port"] = parse_address(str(given["address"]), "address")
-    elif env.get("CONSUL_HTTP_ADDR"):
-        scheme, values["host"], values["port"] = parse_address(env["CONSUL_HTTP_ADDR"])
-    ssl: bool | None = None
-    if "ssl" in given:
-        ssl = parse_bool(given["ssl"], "ssl")
-    elif env.get("CONSUL_HTTP_SSL"):
-        ssl = parse_bool(env["CONSUL_HTTP_SSL"], "CONSUL_HTTP_SSL")
-    if ssl:
-        scheme = "https"
-    elif ssl is False and scheme is None:
-        scheme = "http"
-    if scheme is not None:
-        values["scheme"] = scheme
-    for key in ("scheme", "host", "port"):
-        if key in given:
-            values[key] = _convert(key, given[key])
-
-
-def _apply_token(values: dict[str, Any], env: Mapping[str, str], given: dict[str, Any]) -> None:
-    if "token_file" in given:
-        values["token"] = _read_token_file(str(given["token_file"]), "token_file")
-    elif "token" in given:
-        values["token"] = str(given["token"])
-    elif env.get("CONSUL_HTTP_TOKEN_FILE"):
-        values["token"] = _read_token_file(env["CONSUL_HTTP_TOKEN_FILE"], "CONSUL_HTTP_TOKEN_FILE")
-    elif env.get("CONSUL_HTTP_TOKEN"):
-        values["token"] = env["CONSUL_HTTP_TOKEN"].strip()
-
-
-def _apply_tls(values: dict[str, Any], env: Mapping[str, str], given: dict[str, Any]) -> None:
-    for var, key in _ENV_FILES.items():
-        if key in given:
-            values[key] = str(given[key])
-        elif env.get(var):
-            values[key] = env[var]
-    if "verify" in given:
-        values["verify"] = parse_bool(given["verify"], "ssl_verify")
-    elif env.get("CONSUL_HTTP_SSL_VERIFY"):
-        values["verify"] = parse_bool(env["CONSUL_HTTP_SSL_VERIFY"], "CONSUL_HTTP_SSL_VERIFY")
-
-
-def with_overrides(settings: ConsulSettings, **changes: Any) -> ConsulSettings:
-    """A copy of ``settings`` with some fields changed (converted like overrides)."""
-    return replace(settings, **{k: _convert(k, v) for k, v in changes.items()})
+            tunables[name] = parse_duration(value)
+        except ValueError as exc:
+            raise ValueError(f"{name}: {exc}") from None
+    settings = replace(consul_settings(load(flags, env)), **tunables)
+    if settings.backoff_max < settings.backoff_base:
+        raise ValueError("backoff_max: must not be below backoff_base")
+    return settings

@@ -1,4 +1,5 @@
-"""ConsulSettings: Consul's standard environment, explicit overrides, validation, redaction."""
+"""ConsulSettings: Consul's standard environment read as Consul's CLI reads it, explicit
+overrides, validation through the settings table, redaction."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bridge.consul_settings import ConsulSettings, parse_address, settings_from_env
+from bridge.consul_settings import ConsulSettings, settings_from_env
+from bridge.values import parse_address
 
 TOKEN = "s3cr3t-0000-token"
 
@@ -120,12 +122,17 @@ def test_durations_lists_and_numbers_are_converted() -> None:
         ({"CONSUL_HTTP_SSL": "sometimes"}, {}, "CONSUL_HTTP_SSL"),
         ({"CONSUL_HTTP_SSL_VERIFY": "maybe"}, {}, "CONSUL_HTTP_SSL_VERIFY"),
         ({"CONSUL_HTTP_TOKEN_FILE": "/does/not/exist"}, {}, "CONSUL_HTTP_TOKEN_FILE"),
-        ({"CONSUL_CLIENT_CERT": "/c.pem"}, {}, "CONSUL_CLIENT_KEY"),
+        ({"CONSUL_CLIENT_CERT": "/c.pem"}, {}, "consul.client_key.*CONSUL_CLIENT_CERT"),
+        ({}, {"client_key": "/k.pem"}, "consul.client_cert"),
         ({}, {"wait": "forever"}, "wait"),
         ({}, {"wait": "11m"}, "wait"),
         ({}, {"max_connections": 1}, "max_connections"),
         ({}, {"max_connections": "many"}, "max_connections"),
         ({}, {"min_interval": -1}, "min_interval"),
+        ({}, {"min_interval": "2m"}, "min_interval: 120s is longer than consul.wait"),
+        ({}, {"wait": "inf"}, "wait"),
+        ({}, {"backoff_base": "nan"}, "backoff_base"),
+        ({}, {"backoff_base": "2s", "backoff_max": "1s"}, "backoff_max"),
         ({}, {"colour": "blue"}, "colour"),
     ],
 )
@@ -139,7 +146,8 @@ def test_invalid_values_name_the_variable(
 def test_empty_token_file_is_an_error(tmp_path: Path) -> None:
     path = tmp_path / "token"
     path.write_text("  \n")
-    with pytest.raises(ValueError, match=r"CONSUL_HTTP_TOKEN_FILE.*empty"):
+    named = r"consul\.token_file: .* is empty \(from environment variable CONSUL_HTTP_TOKEN_FILE\)"
+    with pytest.raises(ValueError, match=named):
         settings_from_env({"CONSUL_HTTP_TOKEN_FILE": str(path)})
 
 
@@ -158,6 +166,44 @@ def test_token_never_in_repr_str_or_logs(caplog: pytest.LogCaptureFixture) -> No
 
 def test_parse_address_keeps_scheme_unknown_without_prefix() -> None:
     assert parse_address("consul:8500") == (None, "consul", 8500)
+
+
+@pytest.mark.parametrize(
+    ("env", "address"),
+    [
+        ({"CONSUL_HTTP_ADDR": "consul:8501", "CONSUL_HTTP_SSL": "true"}, "https://consul:8501"),
+        ({"CONSUL_HTTP_SSL": "1"}, "https://127.0.0.1:8500"),
+        (
+            {"CONSUL_HTTP_ADDR": "https://consul:8501", "CONSUL_HTTP_SSL": "false"},
+            "https://consul:8501",
+        ),
+        # as Consul's CLI: once TLS is asked for, an http:// address does not turn it off
+        ({"CONSUL_HTTP_ADDR": "http://consul:8501", "CONSUL_HTTP_SSL": "T"}, "https://consul:8501"),
+        ({"CONSUL_HTTP_ADDR": "consul:8500", "CONSUL_HTTP_SSL": "false"}, "http://consul:8500"),
+        ({"CONSUL_HTTP_ADDR": "consul:8500", "CONSUL_HTTP_SSL": ""}, "http://consul:8500"),
+    ],
+)
+def test_consul_http_ssl_decides_the_scheme_like_consuls_cli(
+    env: dict[str, str], address: str
+) -> None:
+    assert settings_from_env(env).address == address
+
+
+def test_explicit_ssl_and_address_win_over_the_environment() -> None:
+    env = {"CONSUL_HTTP_ADDR": "consul:8501", "CONSUL_HTTP_SSL": "true"}
+    assert settings_from_env(env, ssl=False).address == "http://consul:8501"
+    assert settings_from_env(env, address="other:8500", ssl="no").address == "http://other:8500"
+    assert settings_from_env({}, address="other:8501", ssl=True).address == "https://other:8501"
+
+
+def test_explicit_token_wins_over_a_token_file_from_the_environment(tmp_path: Path) -> None:
+    path = tmp_path / "token"
+    path.write_text(TOKEN)
+    env = {"CONSUL_HTTP_TOKEN_FILE": str(path)}
+    assert settings_from_env(env).token == TOKEN
+    assert settings_from_env(env, token="explicit").token == "explicit"
+    env = {"CONSUL_HTTP_TOKEN_FILE": str(tmp_path / "missing"), "CONSUL_HTTP_TOKEN": "t"}
+    assert settings_from_env(env, token="explicit").token == "explicit"  # the file is not read
 
 
 @pytest.mark.parametrize(

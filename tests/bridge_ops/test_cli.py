@@ -2,29 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import yaml
 
-from bridge.tasks import within
 from consul_double import ConsulDouble
-from tests.support.ports import free_port
-from tests.support.waiting import eventually
-
-CLI = [sys.executable, "-m", "bridge"]
-
-
-def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CLI, *args], capture_output=True, text=True, timeout=60, env=env, check=False
-    )
+from tests.support.cli import run_cli as run
+from tests.support.cli import serving, terminate
 
 
 def health_entry(instance: str, port: int, status: str = "passing") -> dict[str, Any]:
@@ -108,43 +94,14 @@ def test_check_templates_accepts_the_bundled_sets() -> None:
 
 
 async def test_serve_becomes_ready_and_shuts_down_cleanly_on_sigterm() -> None:
-    admin = free_port()
     async with ConsulDouble(datacenter="dc1") as consul:
         consul.register("web", id="web-1", address="127.0.0.1", port=8080, check_status="passing")
-        process = await asyncio.create_subprocess_exec(
-            *CLI,
-            "serve",
-            "--consul-addr",
-            consul.url,
-            "--xds-listen",
-            f"127.0.0.1:{free_port()}",
-            "--admin-listen",
-            f"127.0.0.1:{admin}",
-            "--log-format",
-            "json",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env={"CONSUL_HTTP_TOKEN": "s3cr3t-token-value", "PATH": ""},
-        )
-        try:
-
-            async def readyz() -> int:
-                async with (
-                    aiohttp.ClientSession() as session,
-                    session.get(f"http://127.0.0.1:{admin}/readyz") as response,
-                ):
-                    return response.status
-
-            await eventually(readyz, lambda status: status == 200, timeout=20, what="ready")
-            process.send_signal(signal.SIGTERM)
-            _, stderr = await within(process.communicate(), 20)
-        finally:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
+        env = {"CONSUL_HTTP_TOKEN": "s3cr3t-token-value", "PATH": ""}
+        async with serving("--consul-addr", consul.url, "--log-format", "json", env=env) as process:
+            stderr = await terminate(process, 20)
     assert process.returncode == 0
-    lines = [json.loads(line) for line in stderr.decode().splitlines() if line.startswith("{")]
+    lines = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
     messages = [line["message"] for line in lines]
     assert any(m.startswith("ready: 1 services") for m in messages), messages
     assert any(m.startswith("shutting down") for m in messages), messages
-    assert "s3cr3t-token-value" not in stderr.decode()
+    assert "s3cr3t-token-value" not in stderr

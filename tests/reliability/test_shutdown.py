@@ -4,19 +4,14 @@ SIGTERM (or ``Bridge.stop``) must end it promptly whatever Consul is doing at th
 from __future__ import annotations
 
 import asyncio
-import signal
-import sys
 
-import aiohttp
 import pytest
 
 from bridge.app import Bridge, bridge_config
 from bridge.config import load
 from consul_double import ConsulDouble
-from tests.support.ports import free_port
-from tests.support.waiting import eventually, until
-
-CLI = [sys.executable, "-m", "bridge"]
+from tests.support.cli import serving, terminate
+from tests.support.waiting import until
 
 # Generous: the bridge's own bound is far lower; this only keeps a hang from blocking the suite.
 EXIT_BOUND = 20.0
@@ -33,46 +28,16 @@ def break_consul(consul: ConsulDouble, kind: str) -> None:
 
 @pytest.mark.parametrize("kind", ["drop", "error", "hang"])
 async def test_serve_exits_promptly_on_sigterm_while_consul_fails(kind: str) -> None:
-    admin = free_port()
     async with ConsulDouble(datacenter="dc1") as consul:
         consul.register("web", id="web-1", address="127.0.0.1", port=8080, check_status="passing")
-        process = await asyncio.create_subprocess_exec(
-            *CLI,
-            "serve",
-            "--consul-addr",
-            consul.url,
-            "--consul-wait",
-            "2s",
-            "--xds-listen",
-            f"127.0.0.1:{free_port()}",
-            "--admin-listen",
-            f"127.0.0.1:{admin}",
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-            env={"PATH": ""},
-        )
-        try:
-
-            async def readyz() -> int:
-                async with (
-                    aiohttp.ClientSession() as session,
-                    session.get(f"http://127.0.0.1:{admin}/readyz") as response,
-                ):
-                    return response.status
-
-            await eventually(readyz, lambda status: status == 200, timeout=20, what="ready")
+        args = ("--consul-addr", consul.url, "--consul-wait", "2s")
+        async with serving(*args, env={"PATH": ""}) as process:
             break_consul(consul, kind)
             # let the failing reads start (and, for errors, the backoff with its prober)
             await asyncio.sleep(0)
-            process.send_signal(signal.SIGTERM)
-            async with asyncio.timeout(EXIT_BOUND):
-                _, stderr = await process.communicate()
-        finally:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
-    assert process.returncode == 0, stderr.decode()[-2000:]
-    assert "did not end" not in stderr.decode()
+            stderr = await terminate(process, EXIT_BOUND)
+    assert process.returncode == 0, stderr[-2000:]
+    assert "did not end" not in stderr
 
 
 async def start_break_stop(consul: ConsulDouble, kind: str, delay: float) -> None:

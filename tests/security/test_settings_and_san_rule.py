@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
+import ssl
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,9 @@ from bridge.security import (
     node_id_in_sans,
     server_credentials,
 )
+from consul_double import ConsulDouble
 from tests.security.certs import ca_file, client_cert, server_cert
+from tests.support.cli import run_cli, serving, terminate
 
 SPIFFE = "spiffe://mesh/node/edge-1"
 
@@ -166,13 +167,22 @@ def test_serve_exits_2_naming_the_tls_key(pki: dict[str, Path], args: list[str],
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CONSUL_", "XDS"))}
     argv = ["serve", "--admin-listen", "127.0.0.1:0", "--xds-listen", "127.0.0.1:0"]
     argv += [a.format(**paths) for a in args]
-    done = subprocess.run(
-        [sys.executable, "-m", "bridge", *argv],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-        check=False,
-    )
+    done = run_cli(*argv, env=env)
     assert done.returncode == 2, done.stderr
     assert key in done.stderr
+
+
+async def test_serve_talks_https_when_consul_http_ssl_is_set(pki: dict[str, Path]) -> None:
+    """``CONSUL_HTTP_ADDR=host:port CONSUL_HTTP_SSL=true`` means HTTPS, as with Consul's CLI,
+    through ``serve``'s real path (environment → settings table → Consul client)."""
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(pki["cert"], pki["key"])
+    async with ConsulDouble(ssl_context=server_ctx) as consul:
+        consul.register("web", id="web-1", address="127.0.0.1", port=8080, check_status="passing")
+        host_port = consul.url.removeprefix("https://")
+        env = {"CONSUL_HTTP_ADDR": host_port, "CONSUL_HTTP_SSL": "true", "PATH": ""}
+        env |= {"CONSUL_CACERT": str(pki["ca"])}
+        async with serving(env=env) as process:
+            stderr = await terminate(process, 20)
+    assert process.returncode == 0, stderr
+    assert f"Consul at https://{host_port}" in stderr
