@@ -174,7 +174,7 @@ class TemplateSource:
 
     # ------------------------------------------------------------ hot reload
     async def start(self) -> None:
-        """Watch the templates directory; returns once edits are noticed."""
+        """Watch the templates directory: from now on, every edit is applied."""
         await self._watcher.start()
 
     async def stop(self) -> None:

@@ -29,13 +29,11 @@ class TemplateWatcher:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Start watching; returns once the directory is watched, so no later edit is missed."""
-        if self._task is not None:
-            return
-        self._stop = asyncio.Event()
-        watching = asyncio.get_running_loop().create_future()
-        self._task = asyncio.create_task(self._run(self._stop, watching), name="template-watcher")
-        await watching
+        """Start watching. Every edit from now on is applied: one made before the watch is in
+        place is picked up by a reload as soon as it is."""
+        if self._task is None:
+            self._stop = asyncio.Event()
+            self._task = asyncio.create_task(self._run(self._stop), name="template-watcher")
 
     async def stop(self) -> None:
         """Stop watching (bounded: a watch that does not end is cancelled and reported)."""
@@ -46,9 +44,10 @@ class TemplateWatcher:
         _done, pending = await asyncio.wait({task}, timeout=STOP_TIMEOUT)
         await cancel_and_wait(pending)
 
-    async def _run(self, stop: asyncio.Event, watching: asyncio.Future[None]) -> None:
+    async def _run(self, stop: asyncio.Event) -> None:
         import watchfiles  # here: commands that never watch do not load it
 
+        watching = False
         try:
             async for changes in watchfiles.awatch(
                 self.directory,
@@ -58,19 +57,17 @@ class TemplateWatcher:
                 rust_timeout=200,
                 yield_on_timeout=True,
             ):
-                if not watching.done():  # the first yield (changes or a timeout): watch set up
-                    watching.set_result(None)
-                if changes:
+                # The first yield (changes or a timeout) means the watch is in place: catch up
+                # with edits made before it was.
+                if changes or not watching:
                     self._apply()
+                watching = True
         except (OSError, RuntimeError) as exc:  # watchfiles' errors (missing directory, ...)
             log.error(
                 "watching %s for template edits failed, edits are not applied: %s",
                 self.directory,
                 exc,
             )
-        finally:
-            if not watching.done():
-                watching.set_result(None)
 
     def _apply(self) -> None:
         try:

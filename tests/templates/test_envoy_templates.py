@@ -66,7 +66,7 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
                 return bridge.readiness()[0] and len(bridge.publisher.catalog) == 2
 
             await eventually(ready, timeout=10, what="bridge ready with web and api")
-            yield stack  # the bridge's start returned: the directory is watched
+            yield stack  # the bridge started its template watcher: edits from now on apply
 
 
 async def reaches(port: int, host: str, expected: set[str], what: str = "") -> None:
