@@ -241,7 +241,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
 
 
 def _cmd_check_templates(args: argparse.Namespace) -> int:
-    from .templating import main_check_templates
+    from .commands.check_templates import main_check_templates
 
     return main_check_templates(args.templates)
 

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import sys
+import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -68,6 +69,25 @@ def envoy_node(
 
 def grpc_node(node_id: str = "grpc-1", cluster: str = "clients") -> base_pb2.Node:
     return base_pb2.Node(id=node_id, cluster=cluster, user_agent_name="gRPC Python")
+
+
+class Changes(list[float]):
+    """An ``on_change`` callback that records when it was called; tests await the n-th call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._called = asyncio.Event()
+
+    def __call__(self) -> None:
+        self.append(time.monotonic())
+        self._called.set()
+
+    async def wait(self, count: int) -> int:
+        """Wait until called at least ``count`` times; returns the number of calls."""
+        while len(self) < count:
+            self._called.clear()
+            await self._called.wait()
+        return len(self)
 
 
 def copy_sets(destination: Path, *names: str) -> Path:

@@ -5,18 +5,15 @@ from __future__ import annotations
 import pytest
 
 from bridge.resources import BuildSettings
-from bridge.template_context import (
+from bridge.templating.context import (
     NODE_FIELDS,
-    Pattern,
     ServiceContexts,
     agreed_meta,
     node_context,
-    node_fields_read,
-    parse_rules,
-    select_set,
     service_context,
-    volatile_fields_read,
 )
+from bridge.templating.reads import node_fields_read, volatile_fields_read
+from bridge.templating.rules import Pattern, parse_rules, select_set
 
 from .support import catalog_of, envoy_node, grpc_node, instance, updates
 

@@ -12,15 +12,13 @@ import pytest
 
 from bridge.app import Bridge, BridgeConfig
 from bridge.consul_settings import settings_from_env
-from bridge.tasks import within
-from bridge.template_context import parse_rules
-from bridge.templating import TemplateSource
+from bridge.templating import TemplateSource, parse_rules
 from consul_double import ConsulDouble
 from tests.support.backends import Backend, backends, get
 from tests.support.bridge_env import answers
 from tests.support.envoy import Envoy, ads_bootstrap
 from tests.support.ports import free_port
-from tests.support.waiting import eventually
+from tests.support.waiting import eventually, until
 
 from .support import copy_sets
 
@@ -68,9 +66,7 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
                 return bridge.readiness()[0] and len(bridge.publisher.catalog) == 2
 
             await eventually(ready, timeout=10, what="bridge ready with web and api")
-            await source.start()  # the Bridge started it already; this is a no-op then
-            await within(source.watching.wait(), 5)
-            yield stack
+            yield stack  # the bridge started its template watcher: edits from now on apply
 
 
 async def reaches(port: int, host: str, expected: set[str], what: str = "") -> None:
@@ -110,11 +106,11 @@ async def test_node_whose_cluster_matches_a_rule_gets_that_set(stack: Stack) -> 
 
 
 async def _edit(stack: Stack, file: str, text: str) -> float:
-    """Write a set file and wait for the watcher to apply it; returns the seconds it took."""
-    count = stack.source.reloads_total
+    """Write a set file and wait until the source serves it (the bridge re-published every node
+    in the same step); returns the seconds it took."""
     started = time.monotonic()
     (stack.directory / "default" / file).write_text(text)
-    await within(stack.source.wait_reload(count), 2.0)
+    await until(lambda: stack.source.sets["default"].sources[file] == text, 2.0, f"{file} loaded")
     return time.monotonic() - started
 
 

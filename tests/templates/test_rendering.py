@@ -12,23 +12,22 @@ from envoy.config.core.v3 import base_pb2
 from google.protobuf import json_format
 
 from bridge.catalog import Catalog
+from bridge.commands.check_templates import envoy_binary, main_check_templates
 from bridge.config import load
 from bridge.publisher import Publisher
 from bridge.resources import BuildSettings
 from bridge.tasks import within
-from bridge.template_context import parse_rules
 from bridge.templating import (
     BUNDLED_DIR,
     TemplateSource,
-    envoy_binary,
-    main_check_templates,
+    parse_rules,
     template_source_from_config,
 )
 from tests.support.envoy import envoy_binary as real_envoy
 from xds_server.cache import SnapshotCache
 from xds_server.resource import LISTENER, ROUTE, Resource
 
-from .support import catalog_of, copy_sets, envoy_node, grpc_node, instance, updates
+from .support import Changes, catalog_of, copy_sets, envoy_node, grpc_node, instance, updates
 
 HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3"
 ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
@@ -362,17 +361,16 @@ def test_a_new_node_during_a_broken_edit_gets_nothing_and_an_error(tmp_path: Pat
 # ---------------------------------------------------------------- hot reload
 async def test_edits_are_applied_within_a_second(tmp_path: Path) -> None:
     directory = copy_sets(tmp_path / "sets", "default")
-    calls: list[float] = []
-    source = TemplateSource(directory, on_change=lambda: calls.append(time.monotonic()))
+    calls = Changes()
+    source = TemplateSource(directory, on_change=calls)
     await source.start()
     try:
-        await within(source.watching.wait(), 5)
         catalog = web_and_api()
         render(source, envoy_node(), catalog)
         started = time.monotonic()
         routes = directory / "default" / "routes.yaml.j2"
         routes.write_text(routes.read_text().replace("no such service", "gone"))
-        await within(source.wait_reload(0), 1.0)
+        await within(calls.wait(1), 1.0)
         assert len(calls) == 1
         assert calls[0] - started < 1.0
         vhosts = as_dicts(render(source, envoy_node(), catalog), ROUTE)["ingress_routes"]
@@ -384,7 +382,7 @@ async def test_edits_are_applied_within_a_second(tmp_path: Path) -> None:
         (directory / "default" / "listeners.yaml.j2").write_text(
             (directory / "default" / "listeners.yaml.j2").read_text() + "\n"
         )
-        assert await within(source.wait_reload(1), 1.0) == 2
+        assert await within(calls.wait(2), 1.0) == 2
     finally:
         await source.stop()
 

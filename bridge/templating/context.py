@@ -1,29 +1,24 @@
-"""What templates see (the node, the services, free variables) and which template set a node gets.
-
-Everything here is pure: no files, no Jinja. :mod:`bridge.templating` renders with it.
+"""What templates see: the node, the services and the free variables (pure: no files, no Jinja).
 
 Services are described by :class:`ServiceContext`. Its *volatile* fields (``healthy``, ``total``,
 ``ports``) change with instances coming and going; they are part of a render's cache key only
-when a template set names them (see :func:`volatile_fields_read`), so an endpoint-only change
+when a template set names them (see :mod:`bridge.templating.reads`), so an endpoint-only change
 re-renders nothing for sets that do not read them.
 """
 
 from __future__ import annotations
 
 import collections
-import fnmatch
 import json
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import jinja2
 from envoy.config.core.v3 import base_pb2, health_check_pb2
 from google.protobuf import json_format
 
-from .model import Instance, ServiceView
-from .resources import BuildSettings, cluster_name, endpoint_health, service_options
+from ..model import Instance, ServiceView
+from ..resources import BuildSettings, cluster_name, endpoint_health, service_options
 
 #: Service fields that change with instances (not with the service set); keyed only when read.
 VOLATILE_SERVICE_FIELDS: tuple[str, ...] = ("healthy", "total", "ports")
@@ -205,139 +200,14 @@ class ServiceContexts:
         return token
 
 
-# ---------------------------------------------------------------- what a set reads
-_LEXER = jinja2.Environment()
-
-
-def _tokens(source: str) -> list[tuple[str, str]] | None:
-    """(type, value) of the Jinja tokens of ``source`` (text outside tags is one ``data``
-    token; string literals are ``string``); None when it does not lex."""
-    try:
-        return [(token.type, str(token.value)) for token in _LEXER.lexer.tokenize(source)]
-    except jinja2.TemplateSyntaxError:
-        return None
-
-
-def node_fields_read(sources: Iterable[str]) -> tuple[str, ...]:
-    """Node fields the sources may read: ``node.<field>`` and ``node["<field>"]`` in Jinja code.
-    Any other use of the name ``node`` (aliasing it, passing it to a macro) means all fields;
-    so does a source that does not lex."""
-    used: set[str] = set()
-    for source in sources:
-        tokens = _tokens(source)
-        if tokens is None:
-            return NODE_FIELDS
-        for index, (kind, value) in enumerate(tokens):
-            if kind != "name" or value != "node":
-                continue
-            name = _field_after(tokens[index + 1 : index + 4])
-            if name is None:
-                return NODE_FIELDS
-            used.add(name)
-    return tuple(f for f in NODE_FIELDS if f in used)
-
-
-def _field_after(follow: list[tuple[str, str]]) -> str | None:
-    """``.<name>`` or ``["<name>"]`` at the start of ``follow`` → the name, else None."""
-    kinds = [kind for kind, _value in follow]
-    if kinds[:2] == ["dot", "name"] or kinds[:3] == ["lbracket", "string", "rbracket"]:
-        return follow[1][1]
-    return None
-
-
-def volatile_fields_read(sources: Iterable[str]) -> tuple[str, ...]:
-    """The volatile service fields named in Jinja code (as attributes, keys or strings — the
-    latter covers ``map(attribute="healthy")``); all of them when a source does not lex."""
-    named: set[str] = set()
-    for source in sources:
-        tokens = _tokens(source)
-        if tokens is None:
-            return VOLATILE_SERVICE_FIELDS
-        named.update(value for kind, value in tokens if kind in ("name", "string"))
-    return tuple(name for name in VOLATILE_SERVICE_FIELDS if name in named)
-
-
-# ---------------------------------------------------------------- selection rules
-_MATCH_KEYS = ("node_id", "node_cluster")
-
-
-@dataclass(frozen=True, slots=True)
-class Pattern:
-    """A glob (``edge-*``) or, prefixed ``re:``, a regular expression that must match fully."""
-
-    text: str
-    regex: re.Pattern[str]
-
-    @classmethod
-    def parse(cls, text: str) -> Pattern:
-        if text.startswith("re:"):
-            try:
-                return cls(text, re.compile(text[3:]))
-            except re.error as exc:
-                raise ValueError(f"bad regular expression {text[3:]!r}: {exc}") from None
-        return cls(text, re.compile(fnmatch.translate(text)))
-
-    def matches(self, value: str) -> bool:
-        return self.regex.fullmatch(value) is not None
-
-
-@dataclass(frozen=True, slots=True)
-class Rule:
-    """All conditions must hold (node_id, node_cluster, metadata.<key>); → ``template_set``."""
-
-    conditions: tuple[tuple[str, Pattern], ...]
-    template_set: str
-
-    def matches(self, node: NodeContext) -> bool:
-        for key, pattern in self.conditions:
-            value = _node_value(node, key)
-            if value is None or not pattern.matches(value):
-                return False
-        return True
-
-
-def _node_value(node: NodeContext, key: str) -> str | None:
-    """The value a condition tests; None (matched by no pattern) when the metadata key is absent."""
-    if key == "node_id":
-        return node.id
-    if key == "node_cluster":
-        return node.cluster
-    value: Any = node.metadata.get(key[len("metadata.") :])
-    if value is None:
-        return None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)  # Struct numbers are doubles: metadata 10001 matches "10001"
-    return value if isinstance(value, str) else json.dumps(value)
-
-
-def parse_rules(raw: Sequence[Mapping[str, Any]]) -> tuple[Rule, ...]:
-    """Config ``templates.rules`` → rules; ValueError names the rule and the problem."""
-    rules = []
-    for index, item in enumerate(raw):
-        match = item.get("match")
-        template_set = item.get("template_set")
-        if not isinstance(match, Mapping) or not match or not template_set:
-            raise ValueError(f"rule {index}: needs a non-empty match and a template_set")
-        conditions = []
-        for key, pattern in match.items():
-            if key not in _MATCH_KEYS and not (
-                str(key).startswith("metadata.") and len(str(key)) > len("metadata.")
-            ):
-                raise ValueError(
-                    f"rule {index}: cannot match on {key!r}; "
-                    "use node_id, node_cluster or metadata.<key>"
-                )
-            try:
-                conditions.append((str(key), Pattern.parse(str(pattern))))
-            except ValueError as exc:
-                raise ValueError(f"rule {index}: {key}: {exc}") from None
-        rules.append(Rule(tuple(conditions), str(template_set)))
-    return tuple(rules)
-
-
-def select_set(rules: Sequence[Rule], node: NodeContext, default_set: str) -> str:
-    """The template set of ``node``: the first matching rule's, else ``default_set``."""
-    for rule in rules:
-        if rule.matches(node):
-            return rule.template_set
-    return default_set
+# ---------------------------------------------------------------- the names a template sees
+def template_context(
+    node: NodeContext, services: Sequence[ServiceContext], variables: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The names a template sees: ``node``, ``services``, ``service_names`` and ``vars``."""
+    return {
+        "node": node,
+        "services": list(services),
+        "service_names": [s.name for s in services],
+        "vars": dict(variables),
+    }

@@ -1,0 +1,1 @@
+"""The command line's commands that are more than a call into the bridge (``check-templates``)."""
