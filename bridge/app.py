@@ -17,16 +17,17 @@ import grpc
 from aiohttp import web
 from envoy.config.core.v3 import base_pb2
 
-from xds_server.cache import (
+from xds_server import (
+    ClientRegistry,
+    DiscoveryServer,
+    Limits,
     NodeKeyFunc,
     SnapshotCache,
     node_key_by_cluster,
     node_key_by_id,
     node_key_by_metadata,
+    start_server,
 )
-from xds_server.server import DiscoveryServer, start_server
-from xds_server.sotw import Limits
-from xds_server.tracking import ClientRegistry
 
 from . import debug
 from .admin import AdminViews, JsonView, admin_app, start_admin
@@ -35,7 +36,7 @@ from .consul_client import ConsulClient
 from .consul_settings import ConsulSettings, consul_settings
 from .logs import StreamEventLogger
 from .metrics import Metrics, TemplateErrorsCollector, XdsMetricsObserver
-from .publisher import NodeConfigSource, Publisher
+from .publisher import Publisher
 from .resources import BuildSettings
 from .security import XdsTls, authorize_node_by_san, check_xds_tls, server_credentials
 from .tasks import cancel_and_wait
@@ -108,25 +109,26 @@ def bridge_config(config: Config) -> BridgeConfig:
 class Bridge:
     """All the parts, started and stopped together."""
 
-    def __init__(self, config: BridgeConfig, node_config: NodeConfigSource | None = None) -> None:
+    def __init__(self, config: BridgeConfig, node_config: TemplateSource | None = None) -> None:
+        """``node_config``: the templates making per-node listeners and routes (None: nodes get
+        clusters and endpoints only)."""
         self.config = config
-        self.cache = SnapshotCache(node_key_function(config.node_key))
         self.metrics = Metrics()
         self.registry = ClientRegistry()
         self.registry.add_observer(XdsMetricsObserver(self.metrics, self.registry))
         self.registry.add_observer(StreamEventLogger())
+        self.cache = SnapshotCache(node_key_function(config.node_key))
+        self.publisher = Publisher(
+            self.cache, config.build, node_config, config.debounce, self._rebuilt
+        )
         self.discovery = DiscoveryServer(
             self.cache,
             self.registry,
             Limits(max_streams=config.max_streams),
             authorize=authorize_node_by_san if config.xds_require_node_san else None,
         )
-        self.publisher = Publisher(
-            self.cache, config.build, node_config, config.debounce, self._rebuilt
-        )
-        self.templates = node_config if isinstance(node_config, TemplateSource) else None
-        if self.templates is not None:
-            templates = self.templates
+        self.templates = templates = node_config
+        if templates is not None:
             templates.on_change = self.publisher.republish
             self.metrics.registry.register(
                 TemplateErrorsCollector(lambda: templates.render_errors_total)
@@ -144,9 +146,12 @@ class Bridge:
         self._tasks: list[asyncio.Task[None]] = []
 
     def readiness(self) -> tuple[bool, str]:
-        if self.publisher.ready:
-            return True, f"serving {len(self.publisher.catalog)} services"
-        return False, "waiting for the first complete read of the Consul catalog"
+        if not self.publisher.ready:
+            return False, "waiting for the first complete read of the Consul catalog"
+        problem = self.publisher.problem
+        if problem is not None:
+            return False, problem
+        return True, f"serving {len(self.publisher.catalog)} services"
 
     async def start(self) -> None:
         xds_host, xds_port = parse_host_port(self.config.xds_listen)

@@ -33,7 +33,6 @@ class Catalog:
     def __init__(self, datacenters: Sequence[str] = ()) -> None:
         self._datacenters: tuple[str, ...] = tuple(datacenters)
         self._services: dict[str, dict[str, tuple[Instance, ...]]] = {}
-        self._changed_at: dict[str, float] = {}
         #: Bumped on every change, so readers can tell "unchanged" in O(1).
         self.generation = 0
 
@@ -70,7 +69,6 @@ class Catalog:
                 self._services.setdefault(update.name, {})[update.datacenter] = update.instances
             received = update.received_at or time.monotonic()
             changed[update.name] = min(changed.get(update.name, received), received)
-            self._changed_at[update.name] = received
         if changed:
             self.generation += 1
         return changed

@@ -34,11 +34,24 @@ def _type(type_url: str) -> str:
     return SHORT_NAMES.get(type_url, "other")
 
 
+#: Changes carried over per stream and type while a node keeps rejecting (the oldest are kept:
+#: they are the longest waits).
+MAX_CARRIED = 1024
+
+
 @dataclass
 class _InFlight:
     nonce: str = ""
     origins: set[float] = field(default_factory=set)
     carried: set[float] = field(default_factory=set)  # from responses the node rejected
+
+    def carry(self) -> None:
+        """The node rejected the response in flight: its changes wait for the next one."""
+        carried = self.carried | self.origins
+        if len(carried) > MAX_CARRIED:
+            carried = set(sorted(carried)[:MAX_CARRIED])
+        self.carried = carried
+        self.origins = set()
 
 
 class Metrics:
@@ -199,8 +212,7 @@ class XdsMetricsObserver(BaseObserver):
         self._children(_type(type_url))[3].inc()
         entry = self._inflight.get(stream.stream_id, {}).get(type_url)
         if entry is not None:
-            entry.carried |= entry.origins
-            entry.origins = set()
+            entry.carry()
 
 
 class TemplateErrorsCollector(Collector):

@@ -70,7 +70,13 @@ class _NodeExtras:
 
 
 class Publisher:
-    """Keeps the snapshot cache in step with the catalog."""
+    """Keeps the snapshot cache in step with the catalog.
+
+    It is the cache's key observer (a node key's first stream makes its snapshot; the last one
+    going drops it). A publish that fails (an exception building a service or a node key's
+    snapshot) is logged at ERROR and retried with backoff; until a retry succeeds,
+    :attr:`problem` says what is stale (the bridge reports not-ready with it).
+    """
 
     def __init__(
         self,
@@ -85,19 +91,20 @@ class Publisher:
         self.settings = settings or BuildSettings()
         self.node_config = node_config
         self.debounce = debounce
+        self.on_rebuilt = on_rebuilt
         self.catalog = Catalog()
+        self.ready = False
         self._clusters = ResourceSet(CLUSTER)
         self._endpoints = ResourceSet(ENDPOINT)
-        self._nodes: dict[str, base_pb2.Node] = {}
-        self._extras: dict[str, _NodeExtras] = {}
+        self._extras: dict[str, _NodeExtras] = {}  # per open key
+        self._warned: dict[str, frozenset[str]] = {}  # per service: the warnings logged
         self._pending: list[ServiceUpdate] = []
         self._flush_handle: asyncio.TimerHandle | asyncio.Handle | None = None
         self._last_flush = float("-inf")
-        self._warned: set[str] = set()
-        self.ready = False
-        self.on_rebuilt = on_rebuilt
-        cache.key_opened = self._key_opened
-        cache.key_released = self._key_released
+        self._retry = _Retry(self._retry_failed)
+        self._unbuilt: dict[str, float] = {}  # services whose build failed -> origin time
+        self._unpublished: set[str] = set()  # open keys whose snapshot failed
+        cache.add_key_observer(self)
 
     # ------------------------------------------------------------ inputs
     def set_datacenters(self, datacenters: Sequence[str]) -> None:
@@ -135,37 +142,63 @@ class Publisher:
             return
         self.flush()
         self.ready = True
-        for key in self.cache.watched_keys():
-            node = self._nodes.get(key)
-            if node is not None:
-                self._publish_key(key, node, services_changed=True)
+        self._publish_all(services_changed=True)
 
     def republish(self) -> None:
         """Re-render and re-publish every node key (e.g. after a template change)."""
         if self.ready:
             self._publish_all(services_changed=True)
 
+    @property
+    def problem(self) -> str | None:
+        """What could not be published and is being retried (None: everything is current)."""
+        parts = []
+        if self._unbuilt:
+            parts.append(f"services {_some(self._unbuilt)}")
+        if self._unpublished:
+            parts.append(f"node keys {_some(self._unpublished)}")
+        if not parts:
+            return None
+        return f"publishing failed for {' and '.join(parts)}; retrying"
+
+    # ------------------------------------------------------------ node keys (KeyObserver)
+    def key_opened(self, key: str, node: base_pb2.Node) -> None:
+        if self.ready:
+            self._publish_key(key, node, services_changed=True)
+
+    def key_released(self, key: str) -> None:
+        self._extras.pop(key, None)
+        self._unpublished.discard(key)
+        self.cache.clear(key)
+        if self.node_config is not None:
+            self.node_config.key_released(key)
+
     # ------------------------------------------------------------ building
     def _rebuild(self, changed: dict[str, float]) -> None:
         started = time.perf_counter()
+        changed = {**self._unbuilt, **changed}  # what failed before is tried again
         upsert_clusters: list[Resource] = []
         upsert_endpoints: list[Resource] = []
         remove: list[str] = []
         services_changed = False
         for service, origin in sorted(changed.items()):
+            failed_before = self._unbuilt.pop(service, None) is not None
             view = self.catalog.view(service)
             name = cluster_name(service, self.settings)
             if view is None:
                 remove.append(name)
+                self._warned.pop(service, None)
                 services_changed = True
+                continue
+            try:
+                built = build_service(view, self.settings)
+            except Exception as exc:
+                _log_failure(failed_before, exc, "building service %r failed", service)
+                self._unbuilt[service] = origin
                 continue
             if name not in self._clusters:
                 services_changed = True
-            built = build_service(view, self.settings)
-            for warning in built.warnings:
-                if warning not in self._warned:
-                    self._warned.add(warning)
-                    log.warning("%s", warning)
+            self._warn(service, built.warnings)
             upsert_clusters.append(make_resource(built.cluster, origin))
             if built.load_assignment is not None:
                 upsert_endpoints.append(make_resource(built.load_assignment, origin))
@@ -175,16 +208,40 @@ class Publisher:
         self._endpoints = self._endpoints.with_changes(upsert_endpoints, remove)
         if self.ready:
             self._publish_all(services_changed)
+        if self._unbuilt:
+            self._retry.schedule()
         if self.on_rebuilt is not None:
             self.on_rebuilt(self, time.perf_counter() - started)
 
-    def _publish_all(self, services_changed: bool) -> None:
-        for key in self.cache.snapshot_keys():
-            self._publish_key(key, self._nodes.get(key), services_changed)
+    def _warn(self, service: str, warnings: Sequence[str]) -> None:
+        """Log each warning of ``service`` once while it lasts."""
+        current = frozenset(warnings)
+        for warning in sorted(current - self._warned.get(service, frozenset())):
+            log.warning("%s", warning)
+        if current:
+            self._warned[service] = current
+        else:
+            self._warned.pop(service, None)
 
-    def _publish_key(self, key: str, node: base_pb2.Node | None, services_changed: bool) -> None:
+    def _publish_all(self, services_changed: bool) -> None:
+        for key, node in self.cache.watched().items():
+            self._publish_key(key, node, services_changed)
+
+    def _publish_key(self, key: str, node: base_pb2.Node, services_changed: bool) -> None:
+        try:
+            snapshot = self._snapshot(key, node, services_changed)
+        except Exception as exc:
+            failed_before = key in self._unpublished
+            _log_failure(failed_before, exc, "building node key %r's snapshot failed", key)
+            self._unpublished.add(key)
+            self._retry.schedule()
+            return
+        self._unpublished.discard(key)
+        self.cache.set_snapshot(key, snapshot)
+
+    def _snapshot(self, key: str, node: base_pb2.Node, services_changed: bool) -> Snapshot:
         extras = self._extras.get(key)
-        if self.node_config is not None and node is not None:
+        if self.node_config is not None:
             rendered = self.node_config.node_resources(key, node, self.catalog, services_changed)
             if rendered is not None:  # None: keep the last good listeners/routes
                 extras = _NodeExtras.of(rendered)
@@ -192,7 +249,7 @@ class Publisher:
         clusters = self._clusters
         if extras is not None and extras.clusters:
             clusters = clusters.with_changes(extras.clusters)
-        snapshot = Snapshot(
+        return Snapshot(
             {
                 CLUSTER: clusters,
                 ENDPOINT: self._endpoints,
@@ -200,20 +257,20 @@ class Publisher:
                 ROUTE: extras.routes if extras else ResourceSet(ROUTE),
             }
         )
-        self.cache.set_snapshot(key, snapshot)
 
-    # ------------------------------------------------------------ node keys
-    def _key_opened(self, key: str, node: base_pb2.Node) -> None:
-        self._nodes[key] = node
-        if self.ready:
-            self._publish_key(key, node, services_changed=True)
-
-    def _key_released(self, key: str) -> None:
-        self._nodes.pop(key, None)
-        self._extras.pop(key, None)
-        self.cache.clear(key)
-        if self.node_config is not None:
-            self.node_config.key_released(key)
+    def _retry_failed(self) -> bool:
+        """Build and publish again what failed; returns whether anything still fails."""
+        if self._unbuilt:
+            self._rebuild({})
+        if self.ready and self._unpublished:
+            watched = self.cache.watched()
+            for key in sorted(self._unpublished):
+                node = watched.get(key)
+                if node is None:
+                    self._unpublished.discard(key)
+                else:
+                    self._publish_key(key, node, services_changed=True)
+        return bool(self._unbuilt or self._unpublished)
 
     @property
     def clusters(self) -> ResourceSet:
@@ -222,3 +279,54 @@ class Publisher:
     @property
     def endpoints(self) -> ResourceSet:
         return self._endpoints
+
+
+def _log_failure(again: bool, exc: Exception, what: str, name: str) -> None:
+    """The first failure with its traceback; a repeated one in one line, at every retry."""
+    if again:
+        log.error(what + " again, retrying: %r", name, exc)
+    else:
+        log.exception(what + "; it is served as it was and retried", name)
+
+
+def _some(names: Iterable[str], shown: int = 5) -> str:
+    ordered = sorted(names)
+    more = f" and {len(ordered) - shown} more" if len(ordered) > shown else ""
+    return ", ".join(ordered[:shown]) + more
+
+
+class _Retry:
+    """Calls ``attempt`` again with exponential backoff while it reports failures."""
+
+    FIRST = 0.1
+    MAX = 10.0
+
+    def __init__(self, attempt: Callable[[], bool]) -> None:
+        self._attempt = attempt
+        self._delay = self.FIRST
+        self._handle: asyncio.TimerHandle | None = None
+        self._running = False
+
+    def schedule(self) -> None:
+        """Try again after the current delay (no-op when already due, or when no event loop
+        runs: the next publish tries again then)."""
+        if self._handle is not None or self._running:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._handle = loop.call_later(self._delay, self._run)
+
+    def _run(self) -> None:
+        self._handle = None
+        self._running = True
+        try:
+            failing = self._attempt()
+        finally:
+            self._running = False
+        if failing:
+            self._delay = min(self._delay * 2, self.MAX)
+            self.schedule()
+        else:
+            self._delay = self.FIRST

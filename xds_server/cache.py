@@ -12,19 +12,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from envoy.config.core.v3 import base_pb2
 
-from .resource import ADS_ORDER, Resource, ResourceSet
+from .resource import Resource, ResourceSet
 
 log = logging.getLogger(__name__)
 
 NodeKeyFunc = Callable[[base_pb2.Node], str]
+#: Called with the types whose resources changed in a key's snapshot.
 Listener = Callable[[frozenset[str]], None]
-#: Called when a stream opens for a key: may ``set_snapshot`` for it (e.g. render its templates).
-KeyOpened = Callable[[str, base_pb2.Node], None]
-#: Called when the last stream of a key ends: the owner may drop per-key state.
-KeyReleased = Callable[[str], None]
 
 
 def node_key_by_id(node: base_pb2.Node) -> str:
@@ -80,16 +78,42 @@ class Snapshot:
         return frozenset(t for t in types if self.version(t) != other.version(t))
 
 
+class KeyObserver(Protocol):
+    """Told when a node key gains its first stream and loses its last one (the owner of the
+    snapshots creates a key's snapshot, or forgets what it kept for the key)."""
+
+    def key_opened(self, key: str, node: base_pb2.Node) -> None: ...
+
+    def key_released(self, key: str) -> None: ...
+
+
+class ConfigWatcher(Protocol):
+    """What a stream needs of the cache (go-control-plane's ``ConfigWatcher``, in small)."""
+
+    def node_key(self, node: base_pb2.Node) -> str: ...
+
+    def get(self, key: str) -> Snapshot | None: ...
+
+    def watch(self, node: base_pb2.Node, listener: Listener) -> str: ...
+
+    def unwatch(self, key: str, listener: Listener) -> None: ...
+
+
 class SnapshotCache:
     """Holds a snapshot per node key and notifies the streams of that key on change."""
 
     def __init__(self, node_key: NodeKeyFunc = node_key_by_id) -> None:
-        self.node_key = node_key
+        self._node_key = node_key
         self._snapshots: dict[str, Snapshot] = {}
         self._listeners: dict[str, set[Listener]] = {}
-        self.key_opened: KeyOpened | None = None
-        self.key_released: KeyReleased | None = None
+        self._nodes: dict[str, base_pb2.Node] = {}  # watched key -> the node of its first stream
+        self._key_observers: list[KeyObserver] = []
 
+    def node_key(self, node: base_pb2.Node) -> str:
+        """The key whose snapshot ``node`` is served."""
+        return self._node_key(node)
+
+    # ------------------------------------------------------------ snapshots
     def snapshot_keys(self) -> list[str]:
         return sorted(self._snapshots)
 
@@ -104,17 +128,6 @@ class SnapshotCache:
             self._notify(key, changed)
         return changed
 
-    def set_resources(self, key: str, resource_set: ResourceSet) -> bool:
-        """Replace one type of ``key``'s snapshot. Returns whether anything changed."""
-        current = self._snapshots.get(key, Snapshot())
-        if current.version(resource_set.type_url) == resource_set.version:
-            if resource_set.type_url not in current.resources:
-                self._snapshots[key] = current.replace(resource_set)
-            return False
-        self._snapshots[key] = current.replace(resource_set)
-        self._notify(key, frozenset({resource_set.type_url}))
-        return True
-
     def update_resources(
         self,
         key: str,
@@ -122,51 +135,65 @@ class SnapshotCache:
         upsert: Iterable[Resource] = (),
         remove: Iterable[str] = (),
     ) -> bool:
-        """Add/replace/remove individual resources of one type without rebuilding the rest."""
+        """Add/replace/remove individual resources of one type without rebuilding the rest.
+        Returns whether anything changed."""
         current = self._snapshots.get(key, Snapshot())
-        return self.set_resources(key, current.get(type_url).with_changes(upsert, remove))
+        resource_set = current.get(type_url).with_changes(upsert, remove)
+        if current.version(type_url) == resource_set.version:
+            if type_url not in current.resources:
+                self._snapshots[key] = current.replace(resource_set)
+            return False
+        self._snapshots[key] = current.replace(resource_set)
+        self._notify(key, frozenset({type_url}))
+        return True
 
     def clear(self, key: str) -> None:
         """Forget ``key``'s snapshot (connected streams keep what they were sent)."""
         self._snapshots.pop(key, None)
 
+    # ------------------------------------------------------------ streams
+    def add_key_observer(self, observer: KeyObserver) -> None:
+        """Tell ``observer`` when a key gains its first stream and loses its last one."""
+        self._key_observers.append(observer)
+
     def watch(self, node: base_pb2.Node, listener: Listener) -> str:
-        """Register a stream of ``node``; returns its key. The first stream of a key may make
-        the owner (``key_opened``) create the key's snapshot."""
+        """Register a stream of ``node``; returns its key. The first stream of a key makes the
+        key observers create the key's snapshot."""
         key = self.node_key(node)
-        first = key not in self._listeners
+        first = key not in self._nodes
         self.add_listener(key, listener)
-        if first and self.key_opened is not None:
-            try:
-                self.key_opened(key, node)
-            except Exception:
-                log.exception("creating the snapshot of node key %r failed", key)
+        if first:
+            self._nodes[key] = node
+            for observer in self._key_observers:
+                try:
+                    observer.key_opened(key, node)
+                except Exception:  # the observer retries what it owns; the stream stays up
+                    log.exception("opening node key %r (node %r) failed", key, node.id)
         return key
 
     def unwatch(self, key: str, listener: Listener) -> None:
-        """Unregister a stream; after the last one, ``key_released`` may drop the key."""
-        self.remove_listener(key, listener)
-        if key not in self._listeners and self.key_released is not None:
+        """Unregister a stream; after the last one, the key observers may drop the key."""
+        listeners = self._listeners.get(key)
+        if listeners is not None:
+            listeners.discard(listener)
+            if listeners:
+                return
+            del self._listeners[key]
+        if self._nodes.pop(key, None) is None:
+            return
+        for observer in self._key_observers:
             try:
-                self.key_released(key)
+                observer.key_released(key)
             except Exception:
                 log.exception("releasing node key %r failed", key)
 
-    def watched_keys(self) -> list[str]:
-        """Keys with at least one connected stream."""
-        return sorted(self._listeners)
+    def watched(self) -> dict[str, base_pb2.Node]:
+        """Keys with at least one connected stream, and the node of the first one."""
+        return dict(self._nodes)
 
     def add_listener(self, key: str, listener: Listener) -> None:
         """Call ``listener(changed_types)`` whenever ``key``'s snapshot changes."""
         self._listeners.setdefault(key, set()).add(listener)
-
-    def remove_listener(self, key: str, listener: Listener) -> None:
-        listeners = self._listeners.get(key)
-        if listeners is None:
-            return
-        listeners.discard(listener)
-        if not listeners:
-            del self._listeners[key]
 
     def listener_count(self) -> int:
         return sum(len(listeners) for listeners in self._listeners.values())
@@ -180,7 +207,9 @@ class SnapshotCache:
 
 
 __all__ = [
-    "ADS_ORDER",
+    "ConfigWatcher",
+    "KeyObserver",
+    "Listener",
     "NodeKeyFunc",
     "Snapshot",
     "SnapshotCache",

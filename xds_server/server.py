@@ -22,16 +22,14 @@ from envoy.service.listener.v3 import lds_pb2_grpc
 from envoy.service.route.v3 import rds_pb2_grpc
 from google.protobuf.message import DecodeError
 
-from .cache import SnapshotCache
+from .cache import ConfigWatcher
 from .delta import DeltaStream
 from .resource import CLUSTER, ENDPOINT, LISTENER, ROUTE
-from .sotw import Limits, ProtocolError, SotwStream
+from .sotw import SotwStream
+from .stream import Limits, ProtocolError, Request
 from .tracking import ClientRegistry
 
 log = logging.getLogger(__name__)
-
-# xds-protos ships no type stubs: requests and responses are typed as Any.
-Request: TypeAlias = Any
 
 #: Decides whether a client may open a stream as ``node``, given the gRPC auth context of its
 #: connection (e.g. its TLS certificate's SANs): None allows it, a message refuses the stream
@@ -40,11 +38,12 @@ Authorize: TypeAlias = Callable[[base_pb2.Node, Mapping[str, Sequence[bytes]]], 
 
 
 class DiscoveryServer:
-    """Serves a :class:`SnapshotCache` to xDS clients; one instance backs every service."""
+    """Serves a :class:`ConfigWatcher` (the snapshot cache) to xDS clients; one instance backs
+    every service."""
 
     def __init__(
         self,
-        cache: SnapshotCache,
+        cache: ConfigWatcher,
         registry: ClientRegistry | None = None,
         limits: Limits | None = None,
         authorize: Authorize | None = None,
@@ -66,10 +65,7 @@ class DiscoveryServer:
         method: str,
         fixed_type: str | None = None,
     ) -> None:
-        stream = SotwStream(
-            self.cache, self.registry, method, context.peer(), fixed_type, self.limits
-        )
-        await self._run(stream, requests, context, method)
+        await self._serve(SotwStream, requests, context, method, fixed_type)
 
     async def delta(
         self,
@@ -78,17 +74,15 @@ class DiscoveryServer:
         method: str,
         fixed_type: str | None = None,
     ) -> None:
-        stream = DeltaStream(
-            self.cache, self.registry, method, context.peer(), fixed_type, self.limits
-        )
-        await self._run(stream, requests, context, method)
+        await self._serve(DeltaStream, requests, context, method, fixed_type)
 
-    async def _run(
+    async def _serve(
         self,
-        stream: SotwStream | DeltaStream,
+        protocol: type[SotwStream] | type[DeltaStream],
         requests: AsyncIterator[Request],
         context: grpc.aio.ServicerContext[Any, Any],
         method: str,
+        fixed_type: str | None,
     ) -> None:
         if len(self._active) >= self.limits.max_streams:
             log.warning(
@@ -104,31 +98,56 @@ class DiscoveryServer:
                 f"{self.limits.max_streams} (retry later or use another replica)",
             )
         wake = asyncio.Event()
-        stream.wakeup = wake.set
+        stream = protocol(
+            self.cache, self.registry, method, context.peer(), wake.set, fixed_type, self.limits
+        )
+        task = asyncio.current_task()
+        assert task is not None
+        self._active.add(task)
+        try:
+            failure = await self._run(stream, wake, requests, context)
+        except Exception:  # a bug on our side: say so, and end the stream with INTERNAL
+            failure = _internal_error(method, context, stream.info.node_id if stream.info else "?")
+        finally:
+            self._active.discard(task)
+            stream.close()
+        if failure is not None:
+            await context.abort(failure.code, failure.message)
+
+    async def _run(
+        self,
+        stream: SotwStream | DeltaStream,
+        wake: asyncio.Event,
+        requests: AsyncIterator[Request],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> ProtocolError | None:
+        """Read requests and write what is due until the client ends the stream; returns why
+        the stream must end with an error (None: it ended normally)."""
+        method = stream.method
         failure: list[ProtocolError] = []
 
         async def read() -> None:
+            node_id = "?"  # the node the client claims (the stream's, once it has opened)
             try:
                 async for request in requests:
                     if stream.info is None:  # the first request: the stream learns its node
+                        node_id = str(request.node.id) or "?"
                         self._authorize(request, context)
                     if stream.handle_request(request):
                         wake.set()
             except ProtocolError as exc:
-                failure.append(exc)
+                failure.append(_refused(method, context, node_id, exc))
             except DecodeError as exc:
-                failure.append(
-                    ProtocolError(grpc.StatusCode.INVALID_ARGUMENT, f"malformed request: {exc}")
+                malformed = ProtocolError(
+                    grpc.StatusCode.INVALID_ARGUMENT, f"malformed request: {exc}"
                 )
-            except Exception as exc:  # the client went away mid-read: just end the stream
-                log.debug("%s stream from %s ended: %r", method, context.peer(), exc)
+                failure.append(_refused(method, context, node_id, malformed))
+            except Exception:
+                failure.append(_internal_error(method, context, node_id))
             finally:
                 wake.set()
 
         reader = asyncio.create_task(read())
-        task = asyncio.current_task()
-        assert task is not None
-        self._active.add(task)
         try:
             while True:
                 await wake.wait()
@@ -137,21 +156,9 @@ class DiscoveryServer:
                     await context.write(response)
                 if reader.done():
                     break
-            if failure:
-                exc = failure[0]
-                node = stream.info.node_id if stream.info else "?"
-                log.warning(
-                    "closing %s stream from %s (node %s): %s",
-                    method,
-                    context.peer(),
-                    node,
-                    exc.message,
-                )
-                await context.abort(exc.code, exc.message)
         finally:
             reader.cancel()
-            self._active.discard(task)
-            stream.close()
+        return failure[0] if failure else None
 
     def _authorize(self, request: Request, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         """Refuse the stream before it opens when :attr:`authorize` denies the claimed node."""
@@ -161,6 +168,28 @@ class DiscoveryServer:
         denial = self.authorize(request.node, auth)
         if denial is not None:
             raise ProtocolError(grpc.StatusCode.PERMISSION_DENIED, denial)
+
+
+def _refused(
+    method: str, context: grpc.aio.ServicerContext[Any, Any], node_id: str, exc: ProtocolError
+) -> ProtocolError:
+    log.warning("closing %s stream from %s (node %s): %s", method, context.peer(), node_id, exc)
+    return exc
+
+
+def _internal_error(
+    method: str, context: grpc.aio.ServicerContext[Any, Any], node_id: str
+) -> ProtocolError:
+    """Log the exception being handled at ERROR, with the node; the stream ends INTERNAL."""
+    log.exception(
+        "%s stream from %s (node %s) failed; closing it with INTERNAL",
+        method,
+        context.peer(),
+        node_id,
+    )
+    return ProtocolError(
+        grpc.StatusCode.INTERNAL, "the xDS server failed on this stream (see its log)"
+    )
 
 
 class _Ads(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignore[misc]

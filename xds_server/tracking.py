@@ -30,7 +30,6 @@ class TypeState:
     """Per stream and type: the latest response sent, accepted and rejected."""
 
     version_sent: str | None = None
-    nonce_sent: str | None = None
     version_acked: str | None = None
     resources_sent: int = 0
     last_nack: Nack | None = None
@@ -136,9 +135,6 @@ class ClientRegistry:
     def add_observer(self, observer: Observer) -> None:
         self._observers.append(observer)
 
-    def remove_observer(self, observer: Observer) -> None:
-        self._observers.remove(observer)
-
     @property
     def streams(self) -> Mapping[int, StreamInfo]:
         return self._streams
@@ -174,7 +170,6 @@ class ClientRegistry:
     ) -> None:
         state = info.state(type_url)
         state.version_sent = version
-        state.nonce_sent = nonce
         state.resources_sent = resources
         self._emit("response_sent", info, type_url, version, nonce, resources, tuple(origin_times))
 

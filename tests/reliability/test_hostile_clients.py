@@ -18,10 +18,10 @@ from hypothesis import strategies as st
 
 from tests.support.xds_client import XdsClient
 from tests.support.xds_resources import eds_cluster, load_assignment
+from xds_server import Limits
 from xds_server.cache import Snapshot, SnapshotCache
 from xds_server.resource import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from xds_server.server import DiscoveryServer, start_server
-from xds_server.sotw import Limits
 from xds_server.tracking import ClientRegistry
 
 #: What a hostile request may earn: a clean refusal, never an internal error.
