@@ -36,9 +36,12 @@ MODULES = (
     "catalog_scale",
     "peer_sovereign",
     "consul_push",
+    "consul_recovery",
     "core_push",
     "delta_bytes",
     "template_render",
+    "template_reload",
+    "churn",
 )
 
 #: Seconds one benchmark may take before it counts as failed (quick, full).
