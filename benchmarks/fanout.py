@@ -3,7 +3,8 @@
 Three kinds of process: the bridge (:mod:`benchmarks.bridge_host`: the bridge as ``serve``
 builds it, alone), the xDS clients (``benchmarks.fanout_client``, up to 1,000 streams per
 process, each ACKing like Envoy) and this one (the Consul double, 20 services x 3 instances,
-and the clocks). Each change re-registers one instance of ``svc0`` on a new port; per size:
+and the clocks). Each change re-registers one instance of ``svc0`` on a new port, ``SPACING_S``
+after the previous one was ACKed everywhere; per size:
 
 * latency: the Consul write (this process) → each stream's EDS ACK arriving at the bridge
   (p50/p99/max over streams and changes), and → each client receiving the update;
@@ -36,6 +37,9 @@ NAME = "fanout"
 PER_PROCESS = 1000
 SERVICES = 20
 MEMORY_MIN_STREAMS = 100
+#: Pause before each change: more than consul.min_interval (0.1 s between two calls of one
+#: watch), so that every change finds the bridge's blocking query held by Consul.
+SPACING_S = 0.25
 ENDPOINT = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
 
 
@@ -111,6 +115,7 @@ async def one_size(streams: int, changes: int) -> dict[str, Any]:
                 bridge_side: list[float] = []
                 cpu_ms: list[float] = []
                 for change in range(changes):
+                    await asyncio.sleep(SPACING_S)
                     cpu = (await host.request("stats"))["cpu_s"]
                     started = time.monotonic()
                     register(consul, 0, 0, 20000 + change)
