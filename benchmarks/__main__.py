@@ -122,8 +122,11 @@ def from_results(names: list[str], quick: bool, out: Path) -> report.Run:
         if not path.exists():
             run.failures.append((name, f"no result file {path}"))
             continue
-        results[name] = json.loads(path.read_text())
-        rows_of(name, load(name), results[name], run)
+        try:
+            results[name] = json.loads(path.read_text())
+            rows_of(name, load(name), results[name], run)
+        except Exception as exc:  # a result of an older format: a FAILED row, never a crash
+            run.failures.append((name, f"cannot read {path}: {failure_reason(exc)}"))
     report.write(run, results, out)
     return run
 
