@@ -34,7 +34,9 @@ demo: $(STAMP)
 soak: $(STAMP)
 	SOAK=1 $(BIN)/pytest -m soak $(PYTEST_ARGS)
 
-# Benchmarks: results in benchmarks/results/ (SUMMARY.md, latency.png, one JSON each).
+# Benchmarks: results in benchmarks/results/ (SUMMARY.md, summary.json, latency.png, one JSON
+# each). A benchmark that fails or reports an implausible figure makes the run exit non-zero;
+# the peer comparison (B4, sovereign) must install and run unless ARGS=--skip-peers.
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/python -m benchmarks $(ARGS)

@@ -1,20 +1,24 @@
 """B3 catalog scale: 10,000 services x 10 instances in the Consul double, one xDS client.
 
-The Consul double runs in its own process (seeded with ``--seed-services``), so this process's
-RSS and CPU are the bridge's (plus one small xDS client that only decodes the EDS updates it
-waits for). The double refuses (429) any connection of the bridge above the cap
+Three processes: the Consul double (``python -m consul_double --seed-services``), the bridge
+(:mod:`benchmarks.bridge_host`, the bridge as ``serve`` builds it, alone in its process) and
+this one (one xDS client that decodes the 10,000-resource responses, and the writer of
+changes). CPU and memory figures are the bridge process's own: the client's decoding is not in
+them. The double refuses (429) any connection of the bridge above the cap
 (``consul.max_connections``), so any excess would show. Figures:
 
-* initial sync: ``bridge.start()`` → ``bridge.readiness()`` true (every selected service read);
-* RSS of this process before the bridge starts, once ready, and at the end (peak too);
-* concurrent Consul connections: the bridge's own peak and the double's, 429s;
+* initial sync: the bridge host calling ``bridge.start()`` → the bridge ready (every selected
+  service read; polled every 5 ms in the bridge process), and the bridge's CPU time meanwhile;
+* the bridge process's RSS: before the start, once ready, with the client subscribed, at the end
+  after ``gc.collect()``, and its peak (VmHWM) over the whole run;
+* concurrent Consul connections: the bridge's own peak (counted in the bridge) and 429s;
 * single-instance change → the client has the EDS update carrying it (and ACKed it), with all
   services watched: check-status flips (attributed through the health trigger) and port
   changes (which only bump the catalog index, so they wait for a sweep);
 * N changes/s for D seconds, health flapping (a random instance fails; once 50 are critical
   the longest-failed one recovers), writes sent on schedule whatever the bridge does: latency
-  from each write's scheduled instant to the client having it, and this process's CPU time
-  over the window, as % of one core.
+  from each write's scheduled instant to the client having it, and the bridge process's CPU
+  time (user + system, all threads) over the window, as % of one core.
 
 Single changes are measured one at a time (write, wait until the client has it, 200 ms pause).
 The bridge runs with ``consul.max_connections`` 100 and ``consul.min_interval`` 100 ms (the
@@ -28,43 +32,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import json
 import os
 import random
-import resource
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-import grpc
-from envoy.config.cluster.v3 import cluster_pb2
-from envoy.config.core.v3 import health_check_pb2
-from envoy.config.endpoint.v3 import endpoint_pb2
-from envoy.service.discovery.v3 import ads_pb2_grpc
-
-from benchmarks.common import percentile, rss_bytes, save_result
-from bridge.app import Bridge, BridgeConfig
-from bridge.consul_settings import settings_from_env
+from benchmarks.bridge_host import BridgeHost, bridge_host
+from benchmarks.common import MIB, Row, check_range, mib, percentile, save_result, until
+from benchmarks.scale_load import BigClient, Pending, Watcher, Writer
 from bridge.tasks import within
 from consul_double import seed
-from tests.support.xds_client import XdsClient
-from xds_server.resource import CLUSTER, ENDPOINT
+from xds_server.resource import CLUSTER
 
 NAME = "catalog_scale"
 REPO = Path(__file__).resolve().parent.parent
 NODE_ID = "bench-catalog-scale"
 CAP = 100  # consul.max_connections (the default)
-HEALTHY = health_check_pb2.HEALTHY
-UNHEALTHY = health_check_pb2.UNHEALTHY
-MAX_MESSAGE = 512 * 2**20
-FLAPPING = 50  # instances critical at once during the sustained phase
 
 
 @dataclass(frozen=True)
@@ -80,7 +70,7 @@ class Size:
     min_interval: float = 0.1  # consul.min_interval (the default)
 
 
-QUICK = Size(500, 3, 50, 10, 3, 20.0, 5.0, 60.0)
+QUICK = Size(500, 3, 50, 5, 2, 20.0, 3.0, 60.0)
 FULL = Size(10_000, 10, 1_000, 20, 5, 100.0, 60.0, 300.0)
 
 
@@ -120,195 +110,6 @@ async def consul_process(size: Size, stats_file: Path) -> AsyncIterator[str]:
                 await proc.wait()
 
 
-# ------------------------------------------------------------------ the xDS client
-@dataclass
-class Pending:
-    cluster: str
-    address: str
-    health: int  # the Envoy health status expected
-    port: int
-    started: float
-    into: list[float]
-
-
-@dataclass
-class Watcher:
-    """Reads every response, ACKs it, and times the pending changes it carries."""
-
-    client: XdsClient
-    clusters: list[str] = field(default_factory=list)
-    pending: dict[str, list[Pending]] = field(default_factory=dict)
-    arrived: asyncio.Event = field(default_factory=asyncio.Event)
-    eds_seen: set[str] = field(default_factory=set)
-    responses: int = 0
-
-    def expect(self, change: Pending) -> None:
-        self.pending.setdefault(change.cluster, []).append(change)
-
-    def waiting(self) -> int:
-        return sum(len(v) for v in self.pending.values())
-
-    async def run(self) -> None:
-        while True:
-            response = await self.client.recv(timeout=3600)
-            self.responses += 1
-            done: list[Pending] = []
-            if response.type_url == CLUSTER:
-                names = []
-                for packed in response.resources:
-                    cluster = cluster_pb2.Cluster()
-                    packed.Unpack(cluster)
-                    names.append(cluster.name)
-                self.clusters = names
-                await self.client.ack(response)
-                await self.client.send(ENDPOINT, names)
-                continue
-            if response.type_url == ENDPOINT:
-                for packed in response.resources:
-                    assignment = endpoint_pb2.ClusterLoadAssignment()
-                    packed.Unpack(assignment)
-                    self.eds_seen.add(assignment.cluster_name)
-                    waiting = self.pending.get(assignment.cluster_name)
-                    if waiting:
-                        done += self._carried(assignment, waiting)
-            await self.client.ack(response, self.clusters if response.type_url == ENDPOINT else ())
-            now = time.perf_counter()
-            for change in done:
-                change.into.append((now - change.started) * 1000)
-            if done:
-                self.arrived.set()
-
-    def _carried(
-        self, assignment: endpoint_pb2.ClusterLoadAssignment, waiting: list[Pending]
-    ) -> list[Pending]:
-        by_address = {
-            lb.endpoint.address.socket_address.address: lb
-            for locality in assignment.endpoints
-            for lb in locality.lb_endpoints
-        }
-        done = []
-        for change in list(waiting):
-            lb = by_address.get(change.address)
-            if (
-                lb is not None
-                and lb.health_status == change.health
-                and lb.endpoint.address.socket_address.port_value == change.port
-            ):
-                waiting.remove(change)
-                done.append(change)
-        if not waiting:
-            del self.pending[assignment.cluster_name]
-        return done
-
-    async def wait_all(self, timeout: float) -> bool:
-        deadline = time.perf_counter() + timeout
-        while self.pending:
-            remaining = deadline - time.perf_counter()
-            if remaining <= 0:
-                return False
-            self.arrived.clear()
-            with contextlib.suppress(TimeoutError):
-                await within(self.arrived.wait(), remaining)
-        return True
-
-
-class BigClient(XdsClient):
-    """:class:`XdsClient` whose channel accepts the 10,000-resource responses."""
-
-    def __init__(self, target: str, node_id: str) -> None:
-        super().__init__(target, node_id)
-        self.call.cancel()
-        old = self.channel
-        self._old_channel = old
-        self.channel = grpc.aio.insecure_channel(
-            target,
-            options=[
-                ("grpc.max_receive_message_length", MAX_MESSAGE),
-                ("grpc.max_send_message_length", MAX_MESSAGE),
-            ],
-        )
-        self.call = ads_pb2_grpc.AggregatedDiscoveryServiceStub(
-            self.channel
-        ).StreamAggregatedResources()
-
-    async def close(self) -> None:
-        await super().close()
-        await self._old_channel.close()
-
-
-# ------------------------------------------------------------------ writes to Consul
-class Writer:
-    """Changes one instance at a time through the double's HTTP API (from 127.0.0.2, so its
-    connection is not counted against the bridge's per-client cap)."""
-
-    def __init__(self, url: str, size: Size) -> None:
-        self.url = url
-        self.size = size
-        self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=8, local_addr=("127.0.0.2", 0))
-        )
-        self.critical: dict[tuple[int, int], None] = {}  # insertion-ordered
-        self.moved: set[tuple[int, int]] = set()
-
-    def next_flap(self, rng: random.Random, busy: Mapping[str, object]) -> tuple[int, int]:
-        """The instance to flip next: the oldest critical one once FLAPPING are, else a new one
-        (never one of a service that still has a change in flight)."""
-        if len(self.critical) >= FLAPPING:
-            for i, j in self.critical:  # insertion order: oldest first
-                if seed.service_name(i) not in busy:
-                    return i, j
-        while True:
-            i, j = rng.randrange(self.size.services), rng.randrange(self.size.instances)
-            if seed.service_name(i) not in busy and (i, j) not in self.critical:
-                return i, j
-
-    def flip(self, i: int, j: int) -> tuple[str, int, int]:
-        """Decide the instance's next check status → (check URL, expected health, port)."""
-        fail = (i, j) not in self.critical
-        if fail:
-            self.critical[(i, j)] = None
-        else:
-            del self.critical[(i, j)]
-        action = "fail" if fail else "pass"
-        url = f"{self.url}/v1/agent/check/{action}/service:{seed.instance_id(i, j)}"
-        return url, (UNHEALTHY if fail else HEALTHY), self.port(i, j)
-
-    async def put(self, url: str) -> None:
-        async with self.session.put(url) as resp:
-            resp.raise_for_status()
-
-    async def flip_check(self, i: int, j: int) -> tuple[int, int]:
-        """Toggle the instance's TTL check; returns (expected Envoy health, port)."""
-        url, health, port = self.flip(i, j)
-        await self.put(url)
-        return health, port
-
-    def port(self, i: int, j: int) -> int:
-        return seed.instance_port(j) + (1000 if (i, j) in self.moved else 0)
-
-    async def move_port(self, i: int, j: int) -> tuple[int, int]:
-        """Re-register the instance on another port (only the catalog index moves)."""
-        (self.moved.discard if (i, j) in self.moved else self.moved.add)((i, j))
-        node = seed.node_of(i, j, self.size.instances, self.size.nodes)
-        body = {
-            "Node": node,
-            "Address": seed.node_address(node),
-            "SkipNodeUpdate": True,
-            "Service": {
-                "ID": seed.instance_id(i, j),
-                "Service": seed.service_name(i),
-                "Address": seed.instance_address(i, j),
-                "Port": self.port(i, j),
-            },
-        }
-        async with self.session.put(f"{self.url}/v1/catalog/register", json=body) as resp:
-            resp.raise_for_status()
-        return (UNHEALTHY if (i, j) in self.critical else HEALTHY), self.port(i, j)
-
-    async def close(self) -> None:
-        await self.session.close()
-
-
 # ------------------------------------------------------------------ figures
 def summary(values: list[float]) -> dict[str, float | int | None]:
     if not values:
@@ -322,44 +123,9 @@ def summary(values: list[float]) -> dict[str, float | int | None]:
     }
 
 
-class GcPauses:
-    """Durations of the garbage collector's full (generation 2) collections, via gc.callbacks."""
-
-    def __init__(self) -> None:
-        self.pauses_ms: list[float] = []
-        self._started = 0.0
-
-    def __call__(self, phase: str, info: dict[str, int]) -> None:
-        if info.get("generation") != 2:
-            return
-        if phase == "start":
-            self._started = time.perf_counter()
-        else:
-            self.pauses_ms.append(round((time.perf_counter() - self._started) * 1000, 1))
-
-    def start(self) -> None:
-        gc.callbacks.append(self)
-
-    def stop(self) -> None:
-        if self in gc.callbacks:
-            gc.callbacks.remove(self)
-
-
 def progress(message: str) -> None:
     """One line on stderr, so a long run shows where it is."""
     print(f"[{NAME} {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def mib(value: float) -> float:
-    return round(value / 2**20, 1)
-
-
-async def _until(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.perf_counter() + timeout
-    while not predicate():
-        if time.perf_counter() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def measure(quick: bool) -> dict[str, Any]:
@@ -383,42 +149,33 @@ async def measure_size(size: Size) -> dict[str, Any]:
 
 
 async def _measure(size: Size, url: str, rng: random.Random) -> dict[str, Any]:
-    settings = settings_from_env(
-        {}, address=url, wait="60s", max_connections=CAP, min_interval=size.min_interval
-    )
-    config = BridgeConfig(consul=settings, xds_listen="127.0.0.1:0", admin_listen="127.0.0.1:0")
-    rss_start = rss_bytes()
-    bridge = Bridge(config)
-    peak_connections = 0
-    report = bridge.client.on_connections
+    settings = {
+        "consul_wait": "60s",
+        "consul_max_connections": str(CAP),
+        "consul_min_interval": str(size.min_interval),
+    }
+    async with bridge_host(url, **settings) as host:
+        return await _with_bridge(size, url, rng, host)
 
-    def on_connections(value: int) -> None:
-        nonlocal peak_connections
-        peak_connections = max(peak_connections, value)
-        if report is not None:
-            report(value)
 
-    bridge.client.on_connections = on_connections
-    writer = Writer(url, size)
-    gc_pauses = GcPauses()
-    client: BigClient | None = None
+async def _with_bridge(
+    size: Size, url: str, rng: random.Random, host: BridgeHost
+) -> dict[str, Any]:
+    started = await host.request("stats")
+    ready = await host.request("ready", timeout=size.sync_timeout)
+    sync_s = ready["t"] - host.info["started"]
+    sync_cpu_s = ready["cpu_s"] - host.info["cpu_s"]
+    progress(f"bridge ready after {sync_s:.1f} s")
+    at_ready = await host.request("stats", modes=True)
+    writer = Writer(url, size.services, size.instances, size.nodes)
+    client = BigClient(f"127.0.0.1:{host.xds_port}", NODE_ID)
+    watcher = Watcher(client)
     reader: asyncio.Task[None] | None = None
     try:
-        started = time.perf_counter()
-        cpu_started = time.process_time()
-        await bridge.start()
-        await _until(lambda: bridge.readiness()[0], size.sync_timeout, "initial sync")
-        sync_s = time.perf_counter() - started
-        progress(f"bridge ready after {sync_s:.1f} s")
-        sync_cpu_s = time.process_time() - cpu_started
-        rss_ready = rss_bytes()
-
-        client = BigClient(f"127.0.0.1:{bridge.xds_port}", NODE_ID)
-        watcher = Watcher(client)
         subscribed = time.perf_counter()
         await client.send(CLUSTER)
         reader = asyncio.create_task(watcher.run(), name="xds-client")
-        await _until(
+        await until(
             lambda: len(watcher.eds_seen) >= size.services or reader.done(),
             size.sync_timeout,
             "the client's first EDS",
@@ -427,9 +184,8 @@ async def _measure(size: Size, url: str, rng: random.Random) -> dict[str, Any]:
             reader.result()
         subscribe_s = time.perf_counter() - subscribed
         progress(f"client has {len(watcher.eds_seen)} assignments after {subscribe_s:.1f} s")
-        rss_subscribed = rss_bytes()
+        at_subscribed = await host.request("stats")
 
-        # Single changes, one at a time, with every service watched.
         single: list[float] = []
         sweep: list[float] = []
         lost = 0
@@ -438,144 +194,190 @@ async def _measure(size: Size, url: str, rng: random.Random) -> dict[str, Any]:
             ("port", size.sweep_changes, sweep),
         ):
             for _ in range(count):
-                i, j = rng.randrange(size.services), rng.randrange(size.instances)
-                t0 = time.perf_counter()
-                if kind == "check":
-                    health, port = await writer.flip_check(i, j)
-                else:
-                    health, port = await writer.move_port(i, j)
-                address = seed.instance_address(i, j)
-                watcher.expect(Pending(seed.service_name(i), address, health, port, t0, into))
-                if not await watcher.wait_all(60):
-                    lost += watcher.waiting()
-                    watcher.pending.clear()
+                lost += await _one_change(size, rng, writer, watcher, kind, into)
                 await asyncio.sleep(0.2)
             progress(f"{count} single {kind} changes: {[round(v) for v in into]} ms")
 
-        # Sustained: rate changes/s for duration seconds. Health flapping: a random instance
-        # fails, and once FLAPPING instances are critical the longest-failed one recovers, so the
-        # list of non-passing checks stays small, as in a fleet that is mostly healthy.
-        sustained: list[float] = []
-        # Writes go out on schedule without waiting for each other; a change's clock starts at
-        # its scheduled instant, so a late write (a busy event loop) counts against it.
-        total = int(size.rate * size.duration)
-        writes: list[asyncio.Task[None]] = []
-        gc_pauses.start()
-        cpu0, wall0 = time.process_time(), time.perf_counter()
-        for k in range(total):
-            t0 = wall0 + k / size.rate
-            delay = t0 - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            i, j = writer.next_flap(rng, watcher.pending)
-            url, health, port = writer.flip(i, j)
-            address = seed.instance_address(i, j)
-            watcher.expect(Pending(seed.service_name(i), address, health, port, t0, sustained))
-            writes.append(asyncio.create_task(writer.put(url)))
-        await asyncio.gather(*writes)
-        writes_s = time.perf_counter() - wall0
-        progress(f"{total} sustained writes in {writes_s:.1f} s; waiting for the last ones")
-        drained = await watcher.wait_all(60)
-        cpu_s, wall_s = time.process_time() - cpu0, time.perf_counter() - wall0
-        gc_pauses.stop()
-        sustained_lost = watcher.waiting()
-        watcher.pending.clear()
-        rss_end = rss_bytes()
-        peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        status = bridge.watcher.status()
-        return {
-            "cores": os.cpu_count(),
-            "services": size.services,
-            "instances_per_service": size.instances,
-            "nodes": size.nodes,
-            "consul_min_interval_s": size.min_interval,
-            "initial_sync_s": round(sync_s, 2),
-            "initial_sync_cpu_s": round(sync_cpu_s, 2),
-            "client_subscribe_s": round(subscribe_s, 2),
-            "watcher_modes": status["modes"],
-            "rss_mib": {
-                "before_bridge": mib(rss_start),
-                "ready": mib(rss_ready),
-                "client_subscribed": mib(rss_subscribed),
-                "end": mib(rss_end),
-                "peak": mib(peak_rss),
-                "bridge_delta_end": mib(rss_end - rss_start),
-            },
-            "consul_connections": {"cap": CAP, "bridge_peak": peak_connections},
-            "single_change_ms": summary(single),
-            "sweep_change_ms": summary(sweep),
-            "single_lost": lost,
-            "sustained": {
-                "rate_per_s": size.rate,
-                "duration_s": size.duration,
-                "changes": total,
-                "writes_took_s": round(writes_s, 2),
-                "all_arrived": drained,
-                "lost": sustained_lost,
-                "latency_ms": summary(sustained),
-                "cpu_s": round(cpu_s, 2),
-                "window_s": round(wall_s, 2),
-                "cpu_pct_of_one_core": round(100 * cpu_s / wall_s, 1),
-                "gc_full_collections_ms": gc_pauses.pauses_ms,
-            },
-            "latencies_ms": {
-                "single_change": [round(v, 2) for v in single],
-                "sweep_change": [round(v, 2) for v in sweep],
-                "sustained": [round(v, 2) for v in sustained],
-            },
-            "xds_responses": watcher.responses,
-        }
+        before = await host.request("stats")
+        sustained, sustained_lost, writes_s, wall_s, drained = await _sustained(
+            size, rng, writer, watcher
+        )
+        after = await host.request("stats")
+        cpu_s = after["cpu_s"] - before["cpu_s"]
+        at_end = await host.request("stats", gc=True)
     finally:
-        gc_pauses.stop()
         if reader is not None:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reader
-        if client is not None:
-            await client.close()
+        await client.close()
         await writer.close()
-        await bridge.stop()
+    peak = max(at_end["peak"], at_ready["peak"])
+    check_range("bridge peak RSS", peak, 10 * MIB, 64 * 2**30, "B")
+    return {
+        "cores": os.cpu_count(),
+        "services": size.services,
+        "instances_per_service": size.instances,
+        "nodes": size.nodes,
+        "consul_min_interval_s": size.min_interval,
+        "bridge_process": "benchmarks.bridge_host (the bridge as serve builds it, alone)",
+        "initial_sync_s": round(sync_s, 2),
+        "initial_sync_cpu_s": round(sync_cpu_s, 2),
+        "client_subscribe_s": round(subscribe_s, 2),
+        "watcher_modes": at_ready["modes"],
+        "rss_mib": {
+            "before_start": mib(started["rss"]),
+            "ready": mib(at_ready["rss"]),
+            "client_subscribed": mib(at_subscribed["rss"]),
+            "end_after_gc": mib(at_end["rss"]),
+            "peak": mib(peak),
+        },
+        "consul_connections": {"cap": CAP, "bridge_peak": at_end["consul_peak"]},
+        "single_change_ms": summary(single),
+        "sweep_change_ms": summary(sweep),
+        "single_lost": lost,
+        "sustained": {
+            "rate_per_s": size.rate,
+            "duration_s": size.duration,
+            "changes": int(size.rate * size.duration),
+            "writes_took_s": round(writes_s, 2),
+            "all_arrived": drained,
+            "lost": sustained_lost,
+            "latency_ms": summary(sustained),
+            "bridge_cpu_s": round(cpu_s, 2),
+            "window_s": round(wall_s, 2),
+            "cpu_pct_of_one_core": round(100 * cpu_s / wall_s, 1),
+        },
+        "latencies_ms": {
+            "single_change": [round(v, 2) for v in single],
+            "sweep_change": [round(v, 2) for v in sweep],
+            "sustained": [round(v, 2) for v in sustained],
+        },
+        "xds_responses": watcher.responses,
+    }
+
+
+async def _one_change(
+    size: Size, rng: random.Random, writer: Writer, watcher: Watcher, kind: str, into: list[float]
+) -> int:
+    """One change, then wait until the client has it; the number of changes lost (0 or 1)."""
+    i, j = rng.randrange(size.services), rng.randrange(size.instances)
+    t0 = time.perf_counter()
+    if kind == "check":
+        health, port = await writer.flip_check(i, j)
+    else:
+        health, port = await writer.move_port(i, j)
+    address = seed.instance_address(i, j)
+    watcher.expect(Pending(seed.service_name(i), address, health, port, t0, into))
+    if await watcher.wait_all(60):
+        return 0
+    lost = watcher.waiting()
+    watcher.pending.clear()
+    return lost
+
+
+async def _sustained(
+    size: Size, rng: random.Random, writer: Writer, watcher: Watcher
+) -> tuple[list[float], int, float, float, bool]:
+    """``rate`` changes/s for ``duration`` s: health flapping (a random instance fails; once
+    FLAPPING are critical the longest-failed one recovers, as in a mostly healthy fleet).
+    Writes go out on schedule without waiting for each other; a change's clock starts at its
+    scheduled instant, so a late write counts against it.
+    → (latencies ms, lost, seconds the writes took, window seconds, all arrived)."""
+    sustained: list[float] = []
+    total = int(size.rate * size.duration)
+    writes: list[asyncio.Task[None]] = []
+    wall0 = time.perf_counter()
+    for k in range(total):
+        t0 = wall0 + k / size.rate
+        delay = t0 - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        i, j = writer.next_flap(rng, watcher.pending)
+        url, health, port = writer.flip(i, j)
+        address = seed.instance_address(i, j)
+        watcher.expect(Pending(seed.service_name(i), address, health, port, t0, sustained))
+        writes.append(asyncio.create_task(writer.put(url)))
+    await asyncio.gather(*writes)
+    writes_s = time.perf_counter() - wall0
+    progress(f"{total} sustained writes in {writes_s:.1f} s; waiting for the last ones")
+    drained = await watcher.wait_all(60)
+    wall_s = time.perf_counter() - wall0
+    lost = watcher.waiting()
+    watcher.pending.clear()
+    return sustained, lost, writes_s, wall_s, drained
 
 
 def _fmt(value: Any, unit: str) -> str:
     return "n/a" if value is None else f"{value:,} {unit}".strip()
 
 
-def table_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
+def table_rows(result: dict[str, Any]) -> list[Row]:
     size = f"{result['services']:,} services x {result['instances_per_service']}"
     conns = result["consul_connections"]
     single, sweep = result["single_change_ms"], result["sweep_change_ms"]
     sustained = result["sustained"]
     lat = sustained["latency_ms"]
     return [
-        (f"B3 initial sync, {size}", "<= 30 s", f"{result['initial_sync_s']} s"),
-        (f"B3 bridge RSS, {size}", "<= 1 GiB", f"{result['rss_mib']['peak']} MiB (peak)"),
-        (
-            "B3 Consul connections (cap) / 429s",
+        Row(
+            "B3.initial_sync",
+            f"B3 initial sync, {size}: bridge start → ready (every service read), bridge process",
+            "<= 30 s",
+            f"{result['initial_sync_s']} s ({result['initial_sync_cpu_s']} s CPU)",
+            result["initial_sync_s"],
+            "s",
+        ),
+        Row(
+            "B3.peak_rss",
+            f"B3 bridge process peak RSS (VmHWM, whole run), {size}",
+            "<= 1 GiB",
+            f"{result['rss_mib']['peak']} MiB (after gc at the end: "
+            f"{result['rss_mib']['end_after_gc']} MiB)",
+            result["rss_mib"]["peak"],
+            "MiB",
+        ),
+        Row(
+            "B3.consul_connections",
+            "B3 Consul connections: bridge's peak concurrent (cap) / 429s from the double",
             f"<= {conns['cap']} / 0",
             f"{conns['bridge_peak']} / {conns.get('rejected_429')}",
+            conns["bridge_peak"],
+            "connections",
+            high=conns["cap"],
         ),
-        (
-            "B3 one check change -> client (median/p90/max)",
+        Row(
+            "B3.check_change",
+            "B3 one check change: Consul write → xDS client has the EDS update (median/p90/max)",
             "reported",
             f"{_fmt(single['median'], '')}/{_fmt(single['p90'], '')}/{_fmt(single['max'], 'ms')}",
+            single["median"],
+            "ms",
         ),
-        (
-            "B3 one port change (sweep) -> client (median/max)",
+        Row(
+            "B3.port_change",
+            "B3 one port change (waits for a sweep): Consul write → client has it (median/max)",
             "reported",
             f"{_fmt(sweep['median'], '')}/{_fmt(sweep['max'], 'ms')}",
+            sweep["median"],
+            "ms",
         ),
-        (
-            f"B3 {sustained['rate_per_s']:g} changes/s for {sustained['duration_s']:g} s "
-            "(median/p99/max)",
+        Row(
+            "B3.sustained",
+            f"B3 {sustained['rate_per_s']:g} changes/s for {sustained['duration_s']:g} s: "
+            "scheduled write → client has it (median/p99/max)",
             "reported",
             f"{_fmt(lat['median'], '')}/{_fmt(lat['p99'], '')}/{_fmt(lat['max'], 'ms')}"
             f", lost {sustained['lost']}",
+            lat["median"],
+            "ms",
         ),
-        (
-            "B3 bridge CPU at that rate",
+        Row(
+            "B3.sustained_cpu",
+            "B3 bridge process CPU (user+sys, all threads) at that rate",
             "reported",
             f"{sustained['cpu_pct_of_one_core']} % of one core",
+            sustained["cpu_pct_of_one_core"],
+            "%",
         ),
     ]
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from envoy.config.core.v3 import base_pb2
 
-from benchmarks.common import save_result
+from benchmarks.common import Row, save_result
 from bridge.catalog import Catalog, ServiceUpdate
 from bridge.model import Check, Instance
 from bridge.templating import TemplateSource
@@ -97,14 +97,18 @@ async def measure(quick: bool) -> dict[str, Any]:
     return {"sizes": [run(count, 1000) for count in sizes]}
 
 
-def table_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
+def table_rows(result: dict[str, Any]) -> list[Row]:
     return [
-        (
-            f"template render, default set, {size['services']:,} services",
+        Row(
+            f"template_render.{size['services']}",
+            f"template render of the default set in the benchmark process (no bridge), "
+            f"{size['services']:,} services",
             "(report)",
             f"one render {size['render_ms']:.1f} ms; {size['nodes']:,} nodes of one group: "
             f"{size['renders']} render(s), {size['group_total_ms']:.0f} ms; instance change: "
             f"{size['endpoint_change_ms']:.0f} ms, no render",
+            size["render_ms"],
+            "ms",
         )
         for size in result["sizes"]
     ]
