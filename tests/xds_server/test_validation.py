@@ -107,16 +107,37 @@ def test_duplicate_domains_collide_case_insensitively() -> None:
     config.virtual_hosts.add(name="Web", domains=["Web", "Web.service.consul"])
     config.virtual_hosts.add(name="web", domains=["web", "web.service.consul"])
     config.virtual_hosts.add(name="api", domains=["api"])
-    collisions = check_route_domains(config)
-    assert collisions == {
-        "web": "domain 'web' is also claimed by virtual host 'Web'",
-    }
+    (dropped,) = check_route_domains(config)
+    assert (dropped.index, dropped.name) == (1, "web")
+    assert dropped.problem == "domain 'web' is also claimed by virtual host 'Web'"
 
 
 def test_a_second_catch_all_collides() -> None:
     config = route_pb2.RouteConfiguration(name="r")
     config.virtual_hosts.add(name="default", domains=["*"])
     config.virtual_hosts.add(name="star", domains=["*"])
-    assert check_route_domains(config) == {
-        "star": "domain '*' is also claimed by virtual host 'default'"
-    }
+    assert [d.problem for d in check_route_domains(config)] == [
+        "domain '*' is also claimed by virtual host 'default'"
+    ]
+
+
+def test_precedence_decides_who_keeps_a_contested_domain() -> None:
+    config = route_pb2.RouteConfiguration(name="r")
+    config.virtual_hosts.add(name="*", domains=["*", "*.service.consul"])
+    config.virtual_hosts.add(name="web", domains=["web"])
+    config.virtual_hosts.add(name="unknown_host", domains=["*"])
+    dropped = check_route_domains(config, lambda i, vhost: vhost.name != "unknown_host")
+    assert [(d.name, d.holder) for d in dropped] == [("*", "unknown_host")]
+
+
+def test_a_dropped_virtual_host_claims_nothing() -> None:
+    config = route_pb2.RouteConfiguration(name="r")
+    config.virtual_hosts.add(name="a", domains=["a"])
+    config.virtual_hosts.add(name="b", domains=["b", "a"])  # dropped: "b" stays free
+    config.virtual_hosts.add(name="c", domains=["b"])
+    config.virtual_hosts.add(name="d", domains=["d", "D"])  # lists one domain twice
+    dropped = check_route_domains(config)
+    assert [(d.name, d.problem) for d in dropped] == [
+        ("b", "domain 'a' is also claimed by virtual host 'a'"),
+        ("d", "domain 'd' is listed twice"),
+    ]
