@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import collections
 import ipaddress
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,8 @@ from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from envoy.type.v3 import percent_pb2
 from google.protobuf import any_pb2, struct_pb2
+
+from xds_server.text import clip
 
 from .model import Health, Instance, ServiceView
 
@@ -107,7 +110,12 @@ def is_ip(address: str) -> bool:
 
 # ---------------------------------------------------------------- value parsing
 def parse_seconds(text: str) -> float:
-    """``250ms``, ``2s``, ``1.5`` → seconds (> 0); ValueError otherwise."""
+    """``250ms``, ``2s``, ``1.5`` → seconds, more than 0 at the nanosecond precision of a
+    protobuf ``Duration`` and at most 1h; ValueError otherwise.
+
+    A value such as ``0.0000000001`` is positive as a float but becomes ``0s`` on the wire,
+    which Envoy refuses (and with it the whole CDS update).
+    """
     value = text.strip()
     factor = 1.0
     if value.endswith("ms"):
@@ -115,9 +123,18 @@ def parse_seconds(text: str) -> float:
     elif value.endswith("s"):
         value = value[:-1]
     seconds = float(value) * factor
+    if not math.isfinite(seconds):
+        raise ValueError("must be a finite number of seconds")
     if not 0 < seconds <= 3600:
         raise ValueError("must be between 0 and 1h")
+    if nanoseconds(seconds) < 1:
+        raise ValueError("rounds to 0s at nanosecond precision; it must be more than 0")
     return seconds
+
+
+def nanoseconds(seconds: float) -> int:
+    """Seconds → the nearest whole nanosecond (a protobuf ``Duration``'s precision)."""
+    return round(seconds * 1e9)
 
 
 def _parse_protocol(text: str) -> str:
@@ -158,10 +175,10 @@ def _agreed_value(service: str, key: str, view: ServiceView, warnings: list[str]
         return None
     ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
     if len(ranked) > 1:
-        others = ", ".join(repr(v) for v, _ in ranked[1:])
+        others = ", ".join(repr(clip(v)) for v, _ in ranked[1:6])
         warnings.append(
             f"service {service!r}: instances disagree on meta {key!r}; "
-            f"using {ranked[0][0]!r} (also seen: {others})"
+            f"using {clip(ranked[0][0])!r} (also seen: {others})"
         )
     return ranked[0][0]
 
@@ -181,7 +198,7 @@ def service_options(
             return parse(raw)
         except ValueError as exc:
             warnings.append(
-                f"service {view.name!r}: meta {key}={raw!r} is invalid ({exc}); default used"
+                f"service {view.name!r}: meta {key}={clip(raw)!r} is invalid ({exc}); default used"
             )
             return None
 
@@ -300,14 +317,14 @@ def build_cluster(
         name=cluster_name(view.name, settings),
         lb_policy=_LB_POLICIES[options.lb_policy],
     )
-    cluster.connect_timeout.FromNanoseconds(int(options.connect_timeout * 1e9))
+    cluster.connect_timeout.FromNanoseconds(nanoseconds(options.connect_timeout))
     cluster.common_lb_config.healthy_panic_threshold.CopyFrom(
         percent_pb2.Percent(value=options.panic_threshold)
     )
     if dns:
         cluster.type = cluster_pb2.Cluster.STRICT_DNS
         cluster.dns_lookup_family = cluster_pb2.Cluster.V4_PREFERRED
-        cluster.dns_refresh_rate.FromNanoseconds(int(settings.dns_refresh_rate * 1e9))
+        cluster.dns_refresh_rate.FromNanoseconds(nanoseconds(settings.dns_refresh_rate))
         cluster.respect_dns_ttl = True
     else:
         cluster.type = cluster_pb2.Cluster.EDS

@@ -231,3 +231,27 @@ def test_building_is_deterministic() -> None:
         deterministic=True
     )
     assert first.load_assignment == second.load_assignment
+
+
+def test_a_connect_timeout_that_rounds_to_zero_or_is_not_finite_is_refused() -> None:
+    for raw in ("0.0000000001", "0.0000000004s", "nan", "inf", "1e400", "0", "0ms"):
+        built = build_service(
+            view(("dc1", [entry("a", meta={"xds-connect-timeout": raw})])),
+            BuildSettings(connect_timeout=2.0),
+        )
+        assert built.cluster.connect_timeout.ToSeconds() == 2, raw
+        (warning,) = built.warnings
+        assert warning.startswith(f"service 'web': meta xds-connect-timeout={raw!r} is invalid")
+    tiny = build_service(
+        view(("dc1", [entry("a", meta={"xds-connect-timeout": "0.0000000006"})])), BuildSettings()
+    )
+    assert tiny.cluster.connect_timeout.nanos == 1  # rounded, never truncated to 0
+
+
+def test_long_meta_values_are_cut_in_warnings() -> None:
+    built = build_service(
+        view(("dc1", [entry("a", meta={"xds-lb-policy": "x" * 100_000})])), BuildSettings()
+    )
+    (warning,) = built.warnings
+    assert len(warning) < 400
+    assert "chars)" in warning
