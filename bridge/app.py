@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,12 +35,13 @@ from .config import Config
 from .consul_client import ConsulClient
 from .consul_settings import ConsulSettings, consul_settings
 from .logs import StreamEventLogger
-from .metrics import Metrics, TemplateErrorsCollector, XdsMetricsObserver
+from .metrics import Metrics, QuarantineCollector, TemplateErrorsCollector, XdsMetricsObserver
 from .publisher import Publisher
+from .quarantine import Quarantine
 from .resources import BuildSettings
 from .security import XdsTls, authorize_node_by_san, check_xds_tls, server_credentials
 from .tasks import cancel_and_wait
-from .templating import TemplateSource
+from .templating import TemplateSource, node_context, select_set
 from .values import parse_host_port
 from .watcher import CatalogWatcher
 
@@ -118,8 +119,16 @@ class Bridge:
         self.registry.add_observer(XdsMetricsObserver(self.metrics, self.registry))
         self.registry.add_observer(StreamEventLogger())
         self.cache = SnapshotCache(node_key_function(config.node_key))
+        self.quarantine = Quarantine()
+        self.metrics.registry.register(QuarantineCollector(self.quarantine.counts))
         self.publisher = Publisher(
-            self.cache, config.build, node_config, config.debounce, self._rebuilt
+            self.cache,
+            config.build,
+            node_config,
+            config.debounce,
+            self._rebuilt,
+            quarantine=self.quarantine,
+            set_of=_template_set_of(node_config),
         )
         self.discovery = DiscoveryServer(
             self.cache,
@@ -130,8 +139,9 @@ class Bridge:
         self.templates = templates = node_config
         if templates is not None:
             templates.on_change = self.publisher.republish
+            refused = self.publisher.refused_renders_total
             self.metrics.registry.register(
-                TemplateErrorsCollector(lambda: templates.render_errors_total)
+                TemplateErrorsCollector(lambda: templates.render_errors_total + refused)
             )
         self.client = ConsulClient(
             config.consul,
@@ -189,7 +199,8 @@ class Bridge:
 
     def debug_views(self) -> dict[str, JsonView]:
         """``/debug/clients``, ``/debug/resources?node=ID[&cluster=C]``, ``/debug/consul``,
-        ``/debug/templates`` (sets and the latest error per node key)."""
+        ``/debug/templates`` (sets and the latest error per node key), ``/debug/quarantine``
+        (what the validation gate and NACKs keep from the nodes)."""
 
         def clients(query: Mapping[str, str]) -> tuple[int, Any]:
             return 200, debug.clients_view(self.registry)
@@ -205,7 +216,7 @@ class Bridge:
                 key = self.cache.node_key(
                     base_pb2.Node(id=node_id, cluster=query.get("cluster", ""))
                 )
-            return 200, debug.resources_view(node_id, key, self.cache.get(key))
+            return 200, debug.resources_view(node_id, key, self.cache.get(key), self.quarantine)
 
         def consul(query: Mapping[str, str]) -> tuple[int, Any]:
             return 200, self.watcher.status()
@@ -213,13 +224,21 @@ class Bridge:
         def templates(query: Mapping[str, str]) -> tuple[int, Any]:
             if self.templates is None:
                 return 200, {"template_sets": [], "errors": {}}
-            return 200, debug.templates_view(self.templates)
+            return 200, debug.templates_view(
+                self.templates,
+                self.publisher.refused_renders,
+                self.publisher.refused_renders_total,
+            )
+
+        def quarantine(query: Mapping[str, str]) -> tuple[int, Any]:
+            return 200, debug.quarantine_view(self.quarantine)
 
         return {
             "clients": clients,
             "resources": resources,
             "consul": consul,
             "templates": templates,
+            "quarantine": quarantine,
         }
 
     async def _become_ready(self) -> None:
@@ -252,3 +271,10 @@ class Bridge:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+def _template_set_of(templates: TemplateSource | None) -> Callable[[base_pb2.Node], str]:
+    """Which template set a node renders (refused renders are counted by it)."""
+    if templates is None:
+        return lambda node: ""
+    return lambda node: select_set(templates.rules, node_context(node), templates.default_set)

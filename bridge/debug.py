@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime
+from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 from google.protobuf import json_format
@@ -11,6 +13,8 @@ from xds_server.cache import Snapshot
 from xds_server.resource import ADS_ORDER, SHORT_NAMES
 from xds_server.tracking import ClientRegistry, StreamInfo
 
+from .publisher import RefusedRender
+from .quarantine import Quarantine
 from .templating import TemplateSource
 
 
@@ -54,9 +58,13 @@ def clients_view(registry: ClientRegistry) -> dict[str, Any]:
     return {"count": len(streams), "clients": [stream_view(s) for s in streams]}
 
 
-def resources_view(node_id: str, key: str, snapshot: Snapshot | None) -> dict[str, Any]:
+def resources_view(
+    node_id: str, key: str, snapshot: Snapshot | None, quarantine: Quarantine | None = None
+) -> dict[str, Any]:
+    """The node key's resources and (with ``quarantine``) what is kept from it, and why."""
+    held_back = None if quarantine is None else quarantined_for_key(quarantine, key)
     if snapshot is None:
-        return {"node": node_id, "node_key": key, "resources": None}
+        return {"node": node_id, "node_key": key, "resources": None, "quarantined": held_back}
     out: dict[str, Any] = {}
     for type_url in ADS_ORDER:
         resources = snapshot.get(type_url)
@@ -73,17 +81,52 @@ def resources_view(node_id: str, key: str, snapshot: Snapshot | None) -> dict[st
                 for name, resource in sorted(resources.items())
             ],
         }
-    return {"node": node_id, "node_key": key, "resources": out}
+    return {"node": node_id, "node_key": key, "resources": out, "quarantined": held_back}
 
 
-def templates_view(source: TemplateSource) -> dict[str, Any]:
+def templates_view(
+    source: TemplateSource,
+    refused: Mapping[str, RefusedRender] | None = None,
+    refused_total: Mapping[str, int] | None = None,
+) -> dict[str, Any]:
+    """Template sets and the latest error per node key; renders the validation gate refused
+    (``refused``) are errors of their node key too."""
+    errors: dict[str, Any] = {
+        key: {"template_set": e.template_set, "message": e.message, "at": _when(e.at)}
+        for key, e in source.errors.items()
+    }
+    for key, r in (refused or {}).items():
+        errors.setdefault(
+            key,
+            {
+                "template_set": None,
+                "message": f"refused by the validation gate: {r.message}",
+                "at": _when(r.at),
+            },
+        )
+    totals = Counter(source.render_errors_total)
+    totals.update(refused_total or {})
     return {
         "directory": str(source.directory),
         "template_sets": sorted(source.sets),
         "default_set": source.default_set,
-        "render_errors_total": dict(source.render_errors_total),
-        "errors": {
-            key: {"template_set": e.template_set, "message": e.message, "at": _when(e.at)}
-            for key, e in sorted(source.errors.items())
-        },
+        "render_errors_total": dict(totals),
+        "errors": dict(sorted(errors.items())),
     }
+
+
+def quarantine_view(quarantine: Quarantine) -> dict[str, Any]:
+    """Everything kept from the nodes: per resource, the reason, the source of the bad value,
+    the rule, what is served instead, since when, and the scopes (service, node key, NACK)."""
+    entries = _entries(quarantine.view())
+    return {"count": len(entries), "entries": entries}
+
+
+def quarantined_for_key(quarantine: Quarantine, key: str) -> list[dict[str, Any]]:
+    """What is kept from one node key: every service's and NACK's entries, and its own."""
+    own = f"key:{key}"
+    return _entries(quarantine.view(lambda scope: not scope.startswith("key:") or scope == own))
+
+
+def _entries(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{**entry, "since": _when(entry["since"])} for entry in entries]

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from xds_server.resource import SHORT_NAMES
@@ -229,4 +229,23 @@ class TemplateErrorsCollector(Collector):
         )
         for template_set, count in sorted(self.counts().items()):
             family.add_metric([template_set], count)
+        yield family
+
+
+class QuarantineCollector(Collector):
+    """``consul_xds_quarantined_resources{type,reason}``, read from the quarantine registry."""
+
+    def __init__(self, counts: Callable[[], Mapping[tuple[str, str], int]]) -> None:
+        self.counts = counts
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "consul_xds_quarantined_resources",
+            "Resources kept from the nodes by the validation gate or after a NACK, by type "
+            "(cluster, endpoint, listener, route, virtual_host) and reason (invalid, "
+            "reserved_name, domain_collision, nack).",
+            labels=["type", "reason"],
+        )
+        for (kind, reason), count in sorted(self.counts().items()):
+            family.add_metric([kind, reason], count)
         yield family

@@ -8,6 +8,13 @@ node key's snapshot points at them. Listeners and routes are per node key and co
 Bursts of Consul updates are coalesced: the first change after a quiet period is published at
 once (no added latency), changes arriving within ``debounce`` seconds of a publish wait for the
 end of that window and go out together.
+
+Nothing reaches a node without passing the validation gate (:mod:`.gate`): a service whose
+resources break a rule is quarantined alone (its last good version stays served, or it is left
+out) and the templates see the *served* catalog (:attr:`Publisher.served`), so no route points
+at a cluster that is not served; what the templates render for a node key is checked too (a
+virtual host claiming a domain another holds is dropped; an invalid resource makes the key keep
+its last good listeners and routes). Every problem is filed in the :class:`Quarantine`.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -33,7 +41,11 @@ from xds_server.resource import (
 )
 
 from .catalog import Catalog, ServiceUpdate
+from .gate import GatedRender, check_service, gate_render
+from .model import ServiceView
+from .quarantine import Quarantine
 from .resources import BuildSettings, build_service, cluster_name
+from .retry import Retry, log_failure, some
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +81,18 @@ class _NodeExtras:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class RefusedRender:
+    """What the gate refused of a node key's render (the key keeps its last good config)."""
+
+    message: str
+    node: base_pb2.Node
+    at: float  # time.time()
+
+
+GATED_RENDERS_KEPT = 256  # gate results cached by render (1,000 keys of one group: one check)
+
+
 class Publisher:
     """Keeps the snapshot cache in step with the catalog.
 
@@ -85,14 +109,27 @@ class Publisher:
         node_config: NodeConfigSource | None = None,
         debounce: float = 0.01,
         on_rebuilt: Callable[[Publisher, float], None] | None = None,
+        quarantine: Quarantine | None = None,
+        set_of: Callable[[base_pb2.Node], str] = lambda node: "",
     ) -> None:
-        """``on_rebuilt(publisher, seconds)`` is called after each rebuild (for metrics)."""
+        """``on_rebuilt(publisher, seconds)`` is called after each rebuild (for metrics);
+        ``quarantine`` receives what the gate keeps from the nodes; ``set_of(node)`` names the
+        template set a node uses (refused renders are counted by it)."""
         self.cache = cache
         self.settings = settings or BuildSettings()
         self.node_config = node_config
         self.debounce = debounce
         self.on_rebuilt = on_rebuilt
+        self.quarantine = quarantine if quarantine is not None else Quarantine()
+        self.set_of = set_of
         self.catalog = Catalog()
+        #: The services whose resources are served, as last served (what templates see).
+        self.served = Catalog()
+        #: Per node key: the latest render the gate refused (cleared by a good one).
+        self.refused_renders: dict[str, RefusedRender] = {}
+        #: Refused renders by template set (each distinct refusal of a key counts once).
+        self.refused_renders_total: Counter[str] = Counter()
+        self._gated: dict[int, tuple[Sequence[Resource], int, GatedRender]] = {}
         self.ready = False
         self._clusters = ResourceSet(CLUSTER)
         self._endpoints = ResourceSet(ENDPOINT)
@@ -101,13 +138,14 @@ class Publisher:
         self._pending: list[ServiceUpdate] = []
         self._flush_handle: asyncio.TimerHandle | asyncio.Handle | None = None
         self._last_flush = float("-inf")
-        self._retry = _Retry(self._retry_failed)
+        self._retry = Retry(self._retry_failed)
         self._unbuilt: dict[str, float] = {}  # services whose build failed -> origin time
         self._unpublished: set[str] = set()  # open keys whose snapshot failed
         cache.add_key_observer(self)
 
     # ------------------------------------------------------------ inputs
     def set_datacenters(self, datacenters: Sequence[str]) -> None:
+        self.served.set_datacenters(datacenters)
         changed = self.catalog.set_datacenters(datacenters)
         if changed:
             self._rebuild({name: time.monotonic() for name in changed})
@@ -154,9 +192,9 @@ class Publisher:
         """What could not be published and is being retried (None: everything is current)."""
         parts = []
         if self._unbuilt:
-            parts.append(f"services {_some(self._unbuilt)}")
+            parts.append(f"services {some(self._unbuilt)}")
         if self._unpublished:
-            parts.append(f"node keys {_some(self._unpublished)}")
+            parts.append(f"node keys {some(self._unpublished)}")
         if not parts:
             return None
         return f"publishing failed for {' and '.join(parts)}; retrying"
@@ -169,6 +207,8 @@ class Publisher:
     def key_released(self, key: str) -> None:
         self._extras.pop(key, None)
         self._unpublished.discard(key)
+        self.refused_renders.pop(key, None)
+        self.quarantine.clear(f"key:{key}")
         self.cache.clear(key)
         if self.node_config is not None:
             self.node_config.key_released(key)
@@ -188,17 +228,21 @@ class Publisher:
             if view is None:
                 remove.append(name)
                 self._warned.pop(service, None)
-                services_changed = True
+                self.quarantine.clear(f"service:{service}")
+                services_changed |= self._serve(service, None)
                 continue
             try:
                 built = build_service(view, self.settings)
             except Exception as exc:
-                _log_failure(failed_before, exc, "building service %r failed", service)
+                log_failure(failed_before, exc, "building service %r failed", service)
                 self._unbuilt[service] = origin
                 continue
-            if name not in self._clusters:
-                services_changed = True
             self._warn(service, built.warnings)
+            problems = check_service(service, built, kept=name in self._clusters)
+            self.quarantine.set(f"service:{service}", problems)
+            if problems:  # its last good version (if any) stays served, and seen by templates
+                continue
+            services_changed |= self._serve(service, view)
             upsert_clusters.append(make_resource(built.cluster, origin))
             if built.load_assignment is not None:
                 upsert_endpoints.append(make_resource(built.load_assignment, origin))
@@ -212,6 +256,17 @@ class Publisher:
             self._retry.schedule()
         if self.on_rebuilt is not None:
             self.on_rebuilt(self, time.perf_counter() - started)
+
+    def _serve(self, service: str, view: ServiceView | None) -> bool:
+        """Make the served catalog show ``view`` of ``service`` (None: not served); returns
+        whether it changed."""
+        current = self.served.view(service)
+        datacenters = {*(current.instances if current else ()), *(view.instances if view else ())}
+        updates = [
+            ServiceUpdate(service, dc, view.instances.get(dc) if view else None)
+            for dc in sorted(datacenters)
+        ]
+        return bool(self.served.apply(updates))
 
     def _warn(self, service: str, warnings: Sequence[str]) -> None:
         """Log each warning of ``service`` once while it lasts."""
@@ -232,7 +287,7 @@ class Publisher:
             snapshot = self._snapshot(key, node, services_changed)
         except Exception as exc:
             failed_before = key in self._unpublished
-            _log_failure(failed_before, exc, "building node key %r's snapshot failed", key)
+            log_failure(failed_before, exc, "building node key %r's snapshot failed", key)
             self._unpublished.add(key)
             self._retry.schedule()
             return
@@ -242,10 +297,16 @@ class Publisher:
     def _snapshot(self, key: str, node: base_pb2.Node, services_changed: bool) -> Snapshot:
         extras = self._extras.get(key)
         if self.node_config is not None:
-            rendered = self.node_config.node_resources(key, node, self.catalog, services_changed)
+            rendered = self.node_config.node_resources(key, node, self.served, services_changed)
             if rendered is not None:  # None: keep the last good listeners/routes
-                extras = _NodeExtras.of(rendered)
-                self._extras[key] = extras
+                gated = self._gate(rendered)
+                self.quarantine.set(f"key:{key}", gated.problems)
+                if gated.resources is None:
+                    self._refuse_render(key, node, gated)
+                else:
+                    self.refused_renders.pop(key, None)
+                    extras = _NodeExtras.of(gated.resources)
+                    self._extras[key] = extras
         clusters = self._clusters
         if extras is not None and extras.clusters:
             clusters = clusters.with_changes(extras.clusters)
@@ -257,6 +318,31 @@ class Publisher:
                 ROUTE: extras.routes if extras else ResourceSet(ROUTE),
             }
         )
+
+    def _gate(self, rendered: Sequence[Resource]) -> GatedRender:
+        """The gate's verdict on a render, computed once per render and served catalog."""
+        memo = self._gated.get(id(rendered))
+        if memo is not None and memo[0] is rendered and memo[1] == self.served.generation:
+            return memo[2]
+        gated = gate_render(rendered, frozenset(self.served.names()))
+        if len(self._gated) >= GATED_RENDERS_KEPT:
+            self._gated.pop(next(iter(self._gated)))
+        self._gated[id(rendered)] = (rendered, self.served.generation, gated)
+        return gated
+
+    def _refuse_render(self, key: str, node: base_pb2.Node, gated: GatedRender) -> None:
+        """Record a refused render like a template error: once per key and distinct problem."""
+        message = "; ".join(p.describe() for p in gated.problems)
+        previous = self.refused_renders.get(key)
+        if previous is None or previous.message != message:
+            self.refused_renders_total[self.set_of(node)] += 1
+            log.error(
+                "node key %r: the rendered listeners/routes were refused, keeping the last good "
+                "ones: %s",
+                key,
+                message,
+            )
+        self.refused_renders[key] = RefusedRender(message, node, time.time())
 
     def _retry_failed(self) -> bool:
         """Build and publish again what failed; returns whether anything still fails."""
@@ -279,54 +365,3 @@ class Publisher:
     @property
     def endpoints(self) -> ResourceSet:
         return self._endpoints
-
-
-def _log_failure(again: bool, exc: Exception, what: str, name: str) -> None:
-    """The first failure with its traceback; a repeated one in one line, at every retry."""
-    if again:
-        log.error(what + " again, retrying: %r", name, exc)
-    else:
-        log.exception(what + "; it is served as it was and retried", name)
-
-
-def _some(names: Iterable[str], shown: int = 5) -> str:
-    ordered = sorted(names)
-    more = f" and {len(ordered) - shown} more" if len(ordered) > shown else ""
-    return ", ".join(ordered[:shown]) + more
-
-
-class _Retry:
-    """Calls ``attempt`` again with exponential backoff while it reports failures."""
-
-    FIRST = 0.1
-    MAX = 10.0
-
-    def __init__(self, attempt: Callable[[], bool]) -> None:
-        self._attempt = attempt
-        self._delay = self.FIRST
-        self._handle: asyncio.TimerHandle | None = None
-        self._running = False
-
-    def schedule(self) -> None:
-        """Try again after the current delay (no-op when already due, or when no event loop
-        runs: the next publish tries again then)."""
-        if self._handle is not None or self._running:
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        self._handle = loop.call_later(self._delay, self._run)
-
-    def _run(self) -> None:
-        self._handle = None
-        self._running = True
-        try:
-            failing = self._attempt()
-        finally:
-            self._running = False
-        if failing:
-            self._delay = min(self._delay * 2, self.MAX)
-            self.schedule()
-        else:
-            self._delay = self.FIRST

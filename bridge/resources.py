@@ -218,16 +218,25 @@ def service_options(
 
 
 # ---------------------------------------------------------------- endpoints
+#: The largest load balancing weight Envoy's UInt32Value can carry (Consul allows any integer).
+MAX_WEIGHT = 2**32 - 1
+
+
 def endpoint_health(instance: Instance, settings: BuildSettings) -> tuple[int, int]:
-    """(Envoy HealthStatus, load balancing weight >= 1) of one instance."""
+    """(Envoy HealthStatus, load balancing weight from 1 to :data:`MAX_WEIGHT`) of one
+    instance."""
     health = instance.health
     if health == Health.PASSING:
-        return health_check_pb2.HEALTHY, max(1, instance.weight_passing)
+        return health_check_pb2.HEALTHY, _weight(instance.weight_passing)
     if health == Health.WARNING and settings.warning_is_healthy:
         if instance.weight_warning <= 0:
             return health_check_pb2.DEGRADED, 1
-        return health_check_pb2.HEALTHY, instance.weight_warning
-    return health_check_pb2.UNHEALTHY, max(1, instance.weight_passing)
+        return health_check_pb2.HEALTHY, _weight(instance.weight_warning)
+    return health_check_pb2.UNHEALTHY, _weight(instance.weight_passing)
+
+
+def _weight(value: int) -> int:
+    return min(max(1, value), MAX_WEIGHT)
 
 
 def _endpoint_metadata(instance: Instance) -> base_pb2.Metadata:
@@ -275,9 +284,14 @@ def load_assignment(
         for instance in view.instances.get(datacenter, ()):
             if instance.port == 0:
                 warnings.append(
-                    f"service {view.name!r}: instance {instance.id!r} has no port; left out"
+                    f"service {view.name!r}: instance {clip(instance.id)!r} has no port; left out"
                 )
                 continue
+            if max(instance.weight_passing, instance.weight_warning) > MAX_WEIGHT:
+                warnings.append(
+                    f"service {view.name!r}: instance {clip(instance.id)!r} has Weights above "
+                    f"{MAX_WEIGHT}; capped"
+                )
             endpoint = _lb_endpoint(instance, settings)
             if dns and endpoint.health_status == health_check_pb2.UNHEALTHY:
                 continue
