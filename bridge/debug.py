@@ -37,6 +37,7 @@ def stream_view(stream: StreamInfo) -> dict[str, Any]:
             "wildcard": state.wildcard,
             "subscribed": state.subscribed[:50],
             "subscribed_count": len(state.subscribed),
+            "refused": state.refused[:50],
             "last_nack": None
             if nack is None
             else {"version": nack.version, "message": nack.message, "at": _when(nack.time)},

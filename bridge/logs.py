@@ -12,6 +12,7 @@ import sys
 import time
 from typing import Any
 
+from xds_server.text import clip
 from xds_server.tracking import BaseObserver, StreamInfo
 
 _SECRETS: set[str] = set()
@@ -88,14 +89,17 @@ class StreamEventLogger(BaseObserver):
     def stream_opened(self, stream: StreamInfo) -> None:
         self.log.info(
             "client connected: node %r (cluster %r, %s) from %s over %s",
-            stream.node_id,
-            stream.node_cluster,
-            stream.user_agent or "unknown agent",
+            stream.node_label,
+            clip(stream.node_cluster),
+            clip(stream.user_agent) or "unknown agent",
             stream.peer,
             stream.method,
         )
 
     def stream_closed(self, stream: StreamInfo) -> None:
         self.log.info(
-            "client disconnected: node %r from %s (%s)", stream.node_id, stream.peer, stream.method
+            "client disconnected: node %r from %s (%s)",
+            stream.node_label,
+            stream.peer,
+            stream.method,
         )

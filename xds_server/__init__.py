@@ -22,6 +22,7 @@ from .cache import (
     node_key_by_id,
     node_key_by_metadata,
 )
+from .limits import Limits
 from .resource import (
     ADS_ORDER,
     CLUSTER,
@@ -34,7 +35,7 @@ from .resource import (
     make_resource,
 )
 from .server import Authorize, DiscoveryServer, add_to_server, start_server
-from .stream import Limits, ProtocolError
+from .stream import ProtocolError
 from .tracking import BaseObserver, ClientRegistry, Nack, Observer, StreamInfo, TypeState
 
 __all__ = [

@@ -90,7 +90,8 @@ class DeltaStream(XdsStream[_DeltaSubscription, _DeltaPlan]):
             resource = available.get(name)
             if resource is None:
                 continue
-            if sub.held.get(name) != resource.version or name in sub.force:
+            differs = sub.held.get(name) != resource.version or name in sub.force
+            if differs and (sub.isolation is None or not self._held_back(sub, resource)):
                 upserts.append(resource)
         removed = [name for name in sorted(sub.held) if name not in available or name not in scope]
         for name in sorted(sub.names):

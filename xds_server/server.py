@@ -24,9 +24,11 @@ from google.protobuf.message import DecodeError
 
 from .cache import ConfigWatcher
 from .delta import DeltaStream
+from .limits import Limits
 from .resource import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from .sotw import SotwStream
-from .stream import Limits, ProtocolError, Request
+from .stream import ProtocolError, Request
+from .text import LONG, clip
 from .tracking import ClientRegistry
 
 log = logging.getLogger(__name__)
@@ -107,7 +109,9 @@ class DiscoveryServer:
         try:
             failure = await self._run(stream, wake, requests, context)
         except Exception:  # a bug on our side: say so, and end the stream with INTERNAL
-            failure = _internal_error(method, context, stream.info.node_id if stream.info else "?")
+            failure = _internal_error(
+                method, context, stream.info.node_label if stream.info else "?"
+            )
         finally:
             self._active.discard(task)
             stream.close()
@@ -131,7 +135,7 @@ class DiscoveryServer:
             try:
                 async for request in requests:
                     if stream.info is None:  # the first request: the stream learns its node
-                        node_id = str(request.node.id) or "?"
+                        node_id = clip(str(request.node.id)) or "?"
                         self._authorize(request, context)
                     if stream.handle_request(request):
                         wake.set()
@@ -173,7 +177,8 @@ class DiscoveryServer:
 def _refused(
     method: str, context: grpc.aio.ServicerContext[Any, Any], node_id: str, exc: ProtocolError
 ) -> ProtocolError:
-    log.warning("closing %s stream from %s (node %s): %s", method, context.peer(), node_id, exc)
+    shown = clip(str(exc), LONG)
+    log.warning("closing %s stream from %s (node %s): %s", method, context.peer(), node_id, shown)
     return exc
 
 

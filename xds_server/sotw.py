@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from envoy.service.discovery.v3 import discovery_pb2
@@ -36,12 +37,19 @@ log = logging.getLogger(__name__)
 @dataclass(slots=True)
 class _SotwSubscription(Subscription):
     named_ever: bool = False  # once names were sent, an empty list means "nothing"
+    # Full-state types: what the response in flight and the last accepted one were drawn from
+    # (a shared set when nothing was held back), to send a node the version it accepted of a
+    # resource that is held back from it.
+    sent_from: Mapping[str, Resource] | None = None
+    good: Mapping[str, Resource] | None = None
+    good_version: str | None = None  # of the last accepted response
 
 
 @dataclass(frozen=True, slots=True)
 class _SotwPlan:
     selected: dict[str, Resource]  # what the client should hold
     removes: bool
+    substituted: bool = False  # some resources are not the available ones (held back)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -94,17 +102,34 @@ class SotwStream(XdsStream[_SotwSubscription, _SotwPlan]):
             self._show_subscription(sub)
         return True
 
+    def _accepted(self, sub: _SotwSubscription) -> None:
+        if sub.type_url in FULL_STATE_TYPES:
+            sub.good = sub.sent_from
+            sub.good_version = sub.version
+
+    def _new_to_client(self, sub: _SotwSubscription, resource: Resource) -> bool:
+        if sub.type_url not in FULL_STATE_TYPES or sub.good is None:
+            return True
+        accepted = sub.good.get(resource.name)
+        return accepted is None or accepted.version != resource.version
+
     def _plan(self, sub: _SotwSubscription, available: ResourceSet) -> _SotwPlan:
         if sub.type_url in FULL_STATE_TYPES:
             if sub.wildcard:
                 selected = dict(available)
             else:
                 selected = {n: available[n] for n in sub.names if n in available}
-            return _SotwPlan(selected, any(name not in selected for name in sub.held))
+            substituted = sub.isolation is not None and self._hold_back(sub, selected)
+            removes = any(name not in selected for name in sub.held)
+            return _SotwPlan(selected, removes, substituted)
         selected = {}
         for name in sub.names:
             found = available.get(name)
-            if found is None:
+            if found is not None and sub.isolation is not None and self._held_back(sub, found):
+                if name in sub.held:
+                    continue  # the client keeps the version it has
+                found = _placeholder(sub.type_url, name)
+            elif found is None:
                 if name in sub.held and name not in sub.force:
                     # Gone from the snapshot, but the client holds it: its cluster/listener is
                     # about to be removed; emptying it first would only drop traffic early.
@@ -113,13 +138,28 @@ class SotwStream(XdsStream[_SotwSubscription, _SotwPlan]):
             selected[name] = found
         return _SotwPlan(selected, False)
 
+    def _hold_back(self, sub: _SotwSubscription, selected: dict[str, Resource]) -> bool:
+        """Replace what is held back from the client by the version it accepted (or leave it
+        out when it never had one); returns whether anything was."""
+        changed = False
+        for name, resource in list(selected.items()):
+            if self._held_back(sub, resource):
+                changed = True
+                accepted = sub.good.get(name) if sub.good is not None else None
+                if accepted is None:
+                    del selected[name]
+                else:
+                    selected[name] = accepted
+        return changed
+
     def _respond(
         self, sub: _SotwSubscription, plan: _SotwPlan, available: ResourceSet
     ) -> Response | None:
         sub.dirty = False
         selected = plan.selected
         full_state = sub.type_url in FULL_STATE_TYPES
-        if len(selected) == len(available) and all(name in available for name in selected):
+        whole = not plan.substituted and len(selected) == len(available)
+        if whole and all(name in available for name in selected):
             version = available.version  # the whole set: its version is maintained already
         else:
             version = combined_version((name, r.version) for name, r in selected.items())
@@ -129,11 +169,13 @@ class SotwStream(XdsStream[_SotwSubscription, _SotwPlan]):
             if sub.held.get(name) != r.version or name in sub.force
         ]
         if full_state:
-            unchanged = sub.version is not None and version == sub.version
+            # the same as the response in flight, or (after a NACK) as what the client has
+            unchanged = version in (sub.version, sub.good_version)
             if unchanged and not (sub.force & selected.keys()):
                 return None
             to_send = list(selected.values())
             sub.held = {name: r.version for name, r in selected.items()}
+            sub.sent_from = available if whole and sub.wildcard else selected
         else:
             if not changed and sub.version is not None:
                 return None

@@ -13,12 +13,15 @@ requests change a subscription and how their responses are built:
 * make before break: CDS → EDS → LDS → RDS, and a CDS response that removes clusters waits
   until pending LDS/RDS updates (which may stop routing to those clusters) were answered;
 * a cluster (listener) that is new or changed makes its ClusterLoadAssignment (route
-  configurations) go out again, so nothing is left warming.
+  configurations) go out again, so nothing is left warming;
+* a NACK never freezes a type: the rejected resource is isolated (named in the message, alone,
+  or by bisection; see :mod:`.isolation`) and refused for that node, and the rest flows.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
@@ -29,6 +32,8 @@ from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import base_pb2
 
 from .cache import ConfigWatcher
+from .isolation import Isolation
+from .limits import Limits, kept_node, node_problem
 from .resource import (
     ADS_ORDER,
     CLUSTER,
@@ -40,6 +45,7 @@ from .resource import (
     Resource,
     ResourceSet,
 )
+from .text import LONG, clip
 from .tracking import ClientRegistry, StreamInfo
 
 log = logging.getLogger(__name__)
@@ -61,15 +67,6 @@ class ProtocolError(Exception):
 
 
 @dataclass(slots=True)
-class Limits:
-    """Bounds on what one client may ask for (protect the server from hostile clients)."""
-
-    max_names_per_request: int = 100_000  # also: names one subscription may hold
-    max_name_length: int = 4096
-    max_streams: int = 50_000  # open xDS streams on this server, all clients together
-
-
-@dataclass(slots=True)
 class Subscription:
     """What one stream asked for of one type, and what it was sent."""
 
@@ -83,6 +80,8 @@ class Subscription:
     version: str | None = None  # of the latest response
     held: dict[str, str] = field(default_factory=dict)  # what the client holds: name -> version
     force: set[str] = field(default_factory=set)  # names to send again even if unchanged
+    inflight: list[Resource] | None = None  # resources new to the client in the latest response
+    isolation: Isolation | None = None  # created at the first NACK
 
     def subscribe(self, name: str, resend: bool = True) -> None:
         """Add ``name``; ``resend`` sends it even if the client seems to hold it already."""
@@ -229,17 +228,81 @@ class XdsStream(ABC, Generic[SubT, PlanT]):
         assert self.info is not None
         sub.awaiting = False
         version = sub.version or ""
+        candidates, sub.inflight = sub.inflight or [], None
         if request.HasField("error_detail"):
-            self.registry.nacked(self.info, sub.type_url, version, request.error_detail.message)
+            message = clip(str(request.error_detail.message), LONG)
+            self.registry.nacked(self.info, sub.type_url, version, message)
             log.warning(
                 "node %r rejected %s version %s: %s",
-                self.info.node_id,
+                self.info.node_label,
                 SHORT_NAMES[sub.type_url],
                 version,
-                request.error_detail.message,
+                message,
             )
+            self._isolate(sub, message, candidates)
         else:
             self.registry.acked(self.info, sub.type_url, version, request.response_nonce)
+            self._accepted(sub)
+            if sub.isolation is not None and sub.isolation.deferred:
+                sub.force |= sub.isolation.release()  # the trial passed: the rest goes next
+                sub.dirty = True
+
+    def _accepted(self, sub: SubT) -> None:
+        """The response in flight was accepted (a protocol may remember what it carried)."""
+
+    def _new_to_client(self, sub: SubT, resource: Resource) -> bool:
+        """Whether the client had not accepted this version before the response in flight."""
+        return True
+
+    def _held_back(self, sub: SubT, resource: Resource) -> bool:
+        """Whether this version must not be sent now (refused by this client, or deferred
+        while a bisection trial is answered)."""
+        isolation = sub.isolation
+        return isolation is not None and isolation.holds_back(resource.name, resource.version)
+
+    def _isolate(self, sub: SubT, message: str, candidates: list[Resource]) -> None:
+        """Find what the client rejected among ``candidates``; see :mod:`.isolation`."""
+        assert self.info is not None
+        if not candidates:
+            return  # nothing new was sent (removals only): the next different content is
+        if sub.isolation is None:
+            sub.isolation = Isolation()
+        outcome = sub.isolation.rejected(message, candidates, time.monotonic(), self.limits)
+        sub.force |= outcome.retry  # in a rejected response: not held by the client
+        kind = SHORT_NAMES[sub.type_url]
+        if outcome.limited:  # the last good state stays until the content changes
+            if not sub.isolation.reported_limit:
+                sub.isolation.reported_limit = True
+                log.warning(
+                    "node %r keeps rejecting %s: it reached the isolation limit (%d steps per "
+                    "%gs, %d refused); it keeps its last good state until the content changes",
+                    self.info.node_label,
+                    kind,
+                    self.limits.nack_isolations,
+                    self.limits.nack_window,
+                    self.limits.max_refused,
+                )
+            return
+        sub.dirty = True
+        culprit = outcome.culprit
+        if culprit is None:
+            log.info(
+                "node %r rejected %d %s resources without naming one: trying %d of them first",
+                self.info.node_label,
+                len(candidates),
+                kind,
+                outcome.tried,
+            )
+            return
+        self.info.state(sub.type_url).refused = sorted(sub.isolation.refused)
+        log.info(
+            "node %r rejected %s %r version %s; it is no longer sent to this node",
+            self.info.node_label,
+            kind,
+            clip(culprit.name),
+            culprit.version,
+        )
+        self.registry.rejected(self.info, sub.type_url, culprit, message)
 
     def _show_subscription(self, sub: SubT) -> None:
         """Publish the subscription to the tracking state (debug views)."""
@@ -257,6 +320,7 @@ class XdsStream(ABC, Generic[SubT, PlanT]):
         sub.version = version
         sub.nonce = nonce
         sub.awaiting = True
+        sub.inflight = [r for r in changed if self._new_to_client(sub, r)]
         self._resend_dependents(sub.type_url, changed)
         origins = [r.origin_time for r in changed if r.origin_time is not None]
         self.registry.sent(self.info, sub.type_url, version, nonce, count, origins)
@@ -269,7 +333,7 @@ class XdsStream(ABC, Generic[SubT, PlanT]):
             if type_url and type_url != self.fixed_type:
                 raise ProtocolError(
                     grpc.StatusCode.INVALID_ARGUMENT,
-                    f"this stream serves {self.fixed_type}, not {type_url}",
+                    f"this stream serves {self.fixed_type}, not {clip(type_url)}",
                 )
             return self.fixed_type
         if not type_url:
@@ -278,7 +342,7 @@ class XdsStream(ABC, Generic[SubT, PlanT]):
             )
         if type_url not in MESSAGE_CLASSES:
             raise ProtocolError(
-                grpc.StatusCode.INVALID_ARGUMENT, f"unsupported resource type {type_url!r}"
+                grpc.StatusCode.INVALID_ARGUMENT, f"unsupported resource type {clip(type_url)!r}"
             )
         return type_url
 
@@ -288,6 +352,10 @@ class XdsStream(ABC, Generic[SubT, PlanT]):
                 grpc.StatusCode.INVALID_ARGUMENT,
                 "the first request of a stream must carry a node with a non-empty id",
             )
+        problem = node_problem(node, self.limits)
+        if problem is not None:
+            raise ProtocolError(grpc.StatusCode.INVALID_ARGUMENT, problem)
+        node = kept_node(node)
         key = self.cache.node_key(node)
         self.info = self.registry.open(self.method, node, key, self.peer)
         self.cache.watch(node, self._on_change)

@@ -15,6 +15,9 @@ from typing import Protocol
 
 from envoy.config.core.v3 import base_pb2
 
+from .resource import Resource
+from .text import clip
+
 log = logging.getLogger(__name__)
 
 
@@ -35,6 +38,7 @@ class TypeState:
     last_nack: Nack | None = None
     subscribed: list[str] = field(default_factory=list)
     wildcard: bool = False
+    refused: list[str] = field(default_factory=list)  # names this node rejected (not re-sent)
 
 
 @dataclass(slots=True)
@@ -56,6 +60,11 @@ class StreamInfo:
     @property
     def node_cluster(self) -> str:
         return str(self.node.cluster)
+
+    @property
+    def node_label(self) -> str:
+        """The node id as log lines show it (cut to a sane length)."""
+        return clip(str(self.node.id))
 
     @property
     def user_agent(self) -> str:
@@ -96,6 +105,11 @@ class Observer(Protocol):
 
     def nacked(self, stream: StreamInfo, type_url: str, nack: Nack) -> None: ...
 
+    def resource_rejected(
+        self, stream: StreamInfo, type_url: str, resource: Resource, message: str
+    ) -> None:
+        """The stream isolated ``resource`` as what the node rejected (see .isolation)."""
+
 
 class BaseObserver:
     """An :class:`Observer` that ignores everything; subclass and override what you need."""
@@ -121,6 +135,11 @@ class BaseObserver:
         pass
 
     def nacked(self, stream: StreamInfo, type_url: str, nack: Nack) -> None:
+        pass
+
+    def resource_rejected(
+        self, stream: StreamInfo, type_url: str, resource: Resource, message: str
+    ) -> None:
         pass
 
 
@@ -181,6 +200,10 @@ class ClientRegistry:
         nack = Nack(version=version, message=message, time=time.time())
         info.state(type_url).last_nack = nack
         self._emit("nacked", info, type_url, nack)
+
+    def rejected(self, info: StreamInfo, type_url: str, resource: Resource, message: str) -> None:
+        """The stream isolated ``resource`` as the one its node rejected."""
+        self._emit("resource_rejected", info, type_url, resource, message)
 
     def _emit(self, hook: str, *args: object) -> None:
         for observer in self._observers:
