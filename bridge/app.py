@@ -39,6 +39,7 @@ from .metrics import Metrics, QuarantineCollector, TemplateErrorsCollector, XdsM
 from .publisher import Publisher
 from .quarantine import Quarantine
 from .resources import BuildSettings
+from .rollback import NackReports
 from .security import XdsTls, authorize_node_by_san, check_xds_tls, server_credentials
 from .tasks import cancel_and_wait
 from .templating import TemplateSource, node_context, select_set
@@ -130,6 +131,7 @@ class Bridge:
             quarantine=self.quarantine,
             set_of=_template_set_of(node_config),
         )
+        self.registry.add_observer(NackReports(self.publisher))
         self.discovery = DiscoveryServer(
             self.cache,
             self.registry,

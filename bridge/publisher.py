@@ -46,6 +46,7 @@ from .model import ServiceView
 from .quarantine import Quarantine
 from .resources import BuildSettings, build_service, cluster_name
 from .retry import Retry, log_failure, some
+from .rollback import SHARED_TYPES, Rollbacks
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +131,7 @@ class Publisher:
         #: Refused renders by template set (each distinct refusal of a key counts once).
         self.refused_renders_total: Counter[str] = Counter()
         self._gated: dict[int, tuple[Sequence[Resource], int, GatedRender]] = {}
+        self.rollbacks = Rollbacks(self.quarantine)
         self.ready = False
         self._clusters = ResourceSet(CLUSTER)
         self._endpoints = ResourceSet(ENDPOINT)
@@ -229,6 +231,8 @@ class Publisher:
                 remove.append(name)
                 self._warned.pop(service, None)
                 self.quarantine.clear(f"service:{service}")
+                for type_url in SHARED_TYPES:
+                    self.rollbacks.forget(type_url, name)
                 services_changed |= self._serve(service, None)
                 continue
             try:
@@ -243,9 +247,13 @@ class Publisher:
             if problems:  # its last good version (if any) stays served, and seen by templates
                 continue
             services_changed |= self._serve(service, view)
-            upsert_clusters.append(make_resource(built.cluster, origin))
+            cluster = make_resource(built.cluster, origin)
+            if self.rollbacks.admit(self._clusters, cluster):
+                upsert_clusters.append(cluster)
             if built.load_assignment is not None:
-                upsert_endpoints.append(make_resource(built.load_assignment, origin))
+                assignment = make_resource(built.load_assignment, origin)
+                if self.rollbacks.admit(self._endpoints, assignment):
+                    upsert_endpoints.append(assignment)
             elif name in self._endpoints:  # now a DNS cluster: its assignment is inline
                 self._endpoints = self._endpoints.with_changes(remove=[name])
         self._clusters = self._clusters.with_changes(upsert_clusters, remove)
@@ -256,6 +264,30 @@ class Publisher:
             self._retry.schedule()
         if self.on_rebuilt is not None:
             self.on_rebuilt(self, time.perf_counter() - started)
+
+    def rejected(self, type_url: str, resource: Resource, source: str, message: str) -> None:
+        """A node rejected ``resource`` (isolated by its stream): roll a shared one back to the
+        version served before it (see :mod:`.rollback`); done outside the stream's call."""
+        try:
+            asyncio.get_running_loop().call_soon(
+                self._roll_back, type_url, resource, source, message
+            )
+        except RuntimeError:
+            self._roll_back(type_url, resource, source, message)
+
+    def _roll_back(self, type_url: str, resource: Resource, source: str, message: str) -> None:
+        shared = {CLUSTER: self._clusters, ENDPOINT: self._endpoints}.get(type_url)
+        if shared is not None and resource.name not in shared:
+            shared = None  # a per-node resource (an extra cluster from the templates)
+        replacement = self.rollbacks.reject(shared, resource, source, message)
+        if replacement is None:
+            return
+        if type_url == CLUSTER:
+            self._clusters = self._clusters.with_changes([replacement])
+        else:
+            self._endpoints = self._endpoints.with_changes([replacement])
+        if self.ready:
+            self._publish_all(services_changed=False)
 
     def _serve(self, service: str, view: ServiceView | None) -> bool:
         """Make the served catalog show ``view`` of ``service`` (None: not served); returns
