@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import heapq
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any
@@ -35,8 +36,8 @@ def stream_view(stream: StreamInfo) -> dict[str, Any]:
             "in_sync": state.version_sent is not None and state.version_sent == state.version_acked,
             "resources_sent": state.resources_sent,
             "wildcard": state.wildcard,
-            "subscribed": state.subscribed[:50],
-            "subscribed_count": len(state.subscribed),
+            "subscribed": heapq.nsmallest(50, state.names),
+            "subscribed_count": len(state.names),
             "refused": state.refused[:50],
             "last_nack": None
             if nack is None
@@ -50,6 +51,7 @@ def stream_view(stream: StreamInfo) -> dict[str, Any]:
         "api": stream.method,
         "peer": stream.peer,
         "since": _when(stream.connected_at),
+        "throttled_seconds": round(stream.throttled, 3),
         "types": types,
     }
 

@@ -17,6 +17,8 @@ make before break) are in :mod:`.stream`. What delta adds:
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from envoy.service.discovery.v3 import discovery_pb2
@@ -34,6 +36,7 @@ class _DeltaSubscription(Subscription):
 class _DeltaPlan:
     upserts: list[Resource]
     removed: list[str]
+    truncated: bool = False  # more absent names wait for the next response
 
     @property
     def removes(self) -> bool:
@@ -55,7 +58,7 @@ class DeltaStream(XdsStream[_DeltaSubscription, _DeltaPlan]):
 
     def _apply(self, sub: _DeltaSubscription, request: Request) -> bool:
         self._settle(sub, request)
-        subscribe = list(request.resource_names_subscribe)
+        subscribe = set(request.resource_names_subscribe)
         initial = request.initial_resource_versions
         if not sub.active:
             sub.active = True
@@ -63,46 +66,53 @@ class DeltaStream(XdsStream[_DeltaSubscription, _DeltaPlan]):
             sub.held.update(initial)
             if sub.type_url in FULL_STATE_TYPES and (not subscribe or WILDCARD in subscribe):
                 sub.wildcard = True
-        for name in subscribe:
-            if name == WILDCARD:
-                sub.wildcard = sub.wildcard or sub.type_url in FULL_STATE_TYPES
-                sub.dirty = True
-                continue
+        if WILDCARD in subscribe:
+            subscribe.discard(WILDCARD)
+            sub.wildcard = sub.wildcard or sub.type_url in FULL_STATE_TYPES
+            sub.dirty = True
+        if subscribe:
             # A (re-)subscription asks for the resource even if we believe the client has it,
             # unless the client said which version it holds (a reconnect): then only a
             # different version is sent.
-            sub.subscribe(name, resend=name not in initial)
-            sub.told_missing.discard(name)
-        for name in request.resource_names_unsubscribe:
-            if name == WILDCARD:
-                sub.wildcard = False
-            sub.unsubscribe(name, forget=not sub.wildcard)
-            sub.told_missing.discard(name)
+            sub.subscribe(subscribe, resend=subscribe.difference(initial))
+            sub.told_missing -= subscribe
+        unsubscribe = set(request.resource_names_unsubscribe)
+        if WILDCARD in unsubscribe:
+            sub.wildcard = False
+        if unsubscribe:
+            sub.unsubscribe(unsubscribe, forget=not sub.wildcard)
+            sub.told_missing -= unsubscribe
         self._show_subscription(sub)
         return True
 
     def _plan(self, sub: _DeltaSubscription, available: ResourceSet) -> _DeltaPlan:
-        scope = set(sub.names)
+        names, held, isolation = sub.names, sub.held, sub.isolation
         if sub.wildcard:
-            scope.update(available)
+            in_scope: Iterable[str] = available
+        elif len(available) < len(names):
+            in_scope = [name for name in available if name in names]
+        else:
+            in_scope = [name for name in names if name in available]
         upserts = []
-        for name in sorted(scope):
-            resource = available.get(name)
-            if resource is None:
-                continue
-            differs = sub.held.get(name) != resource.version or name in sub.force
-            if differs and (sub.isolation is None or not self._held_back(sub, resource)):
+        for name in in_scope:
+            resource = available[name]
+            differs = held.get(name) != resource.version or name in sub.force
+            if differs and (isolation is None or not self._held_back(sub, resource)):
                 upserts.append(resource)
-        removed = [name for name in sorted(sub.held) if name not in available or name not in scope]
-        for name in sorted(sub.names):
-            if name not in available and name not in sub.held and name not in sub.told_missing:
-                removed.append(name)  # subscribed, but it does not exist (yet)
-        return _DeltaPlan(upserts, removed)
+        upserts.sort(key=lambda r: r.name)
+        removed = sorted(
+            name for name in held if name not in available or not (sub.wildcard or name in names)
+        )
+        # subscribed, but it does not exist (yet): said once, in bounded steps
+        absent = names.difference(available, held, sub.told_missing)
+        cap = self.limits.max_absent_per_response
+        removed += sorted(itertools.islice(absent, cap))
+        return _DeltaPlan(upserts, removed, truncated=len(absent) > cap)
 
     def _respond(
         self, sub: _DeltaSubscription, plan: _DeltaPlan, available: ResourceSet
     ) -> Response | None:
-        sub.dirty = False
+        sub.dirty = plan.truncated  # the rest after the client answered this one
         sub.force.clear()
         if not plan.upserts and not plan.removed:
             return None

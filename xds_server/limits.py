@@ -17,12 +17,21 @@ class Limits:
 
     max_names_per_request: int = 100_000  # also: names one subscription may hold
     max_name_length: int = 4096
+    # Names that do not exist answered per response (empty EDS/RDS placeholders, delta
+    # removals): a subscription of 100,000 unknown names is answered in bounded steps.
+    max_absent_per_response: int = 1000
     max_streams: int = 50_000  # open xDS streams on this server, all clients together
     # The node a stream opens with (UTF-8 bytes; a longer one is refused with INVALID_ARGUMENT).
     max_node_id_bytes: int = 512
     max_node_cluster_bytes: int = 512
     max_node_metadata_bytes: int = 16 * 1024  # serialized
     max_node_bytes: int = 256 * 1024  # the whole Node (an Envoy 1.40 lists ~60 KB of extensions)
+    # Event loop time (see .budget): one stream may take a share of each second, and a burst;
+    # streams whose work takes longer than heavy_threshold share heavy_share between them.
+    stream_share: float = 0.1
+    stream_burst: float = 0.25  # seconds
+    heavy_threshold: float = 0.002  # seconds
+    heavy_share: float = 0.25
     # NACK isolation (see .isolation), per stream and type.
     nack_isolations: int = 32  # steps (a culprit found or a bisection) per window
     nack_window: float = 60.0  # seconds

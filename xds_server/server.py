@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, TypeAlias
 
@@ -22,6 +23,7 @@ from envoy.service.listener.v3 import lds_pb2_grpc
 from envoy.service.route.v3 import rds_pb2_grpc
 from google.protobuf.message import DecodeError
 
+from .budget import DECODE_SECONDS_PER_BYTE, HeavyLane, StreamBudget
 from .cache import ConfigWatcher
 from .delta import DeltaStream
 from .limits import Limits
@@ -55,6 +57,7 @@ class DiscoveryServer:
         self.limits = limits or Limits()
         self.authorize = authorize
         self._active: set[asyncio.Task[Any]] = set()
+        self._lane = HeavyLane(self.limits)
 
     @property
     def active_streams(self) -> int:
@@ -129,16 +132,21 @@ class DiscoveryServer:
         the stream must end with an error (None: it ended normally)."""
         method = stream.method
         failure: list[ProtocolError] = []
+        budget = StreamBudget(self.limits, self._lane)
 
         async def read() -> None:
             node_id = "?"  # the node the client claims (the stream's, once it has opened)
             try:
                 async for request in requests:
+                    started = time.perf_counter()
                     if stream.info is None:  # the first request: the stream learns its node
                         node_id = clip(str(request.node.id)) or "?"
                         self._authorize(request, context)
                     if stream.handle_request(request):
                         wake.set()
+                    decoding = request.ByteSize() * DECODE_SECONDS_PER_BYTE
+                    budget.charge(time.perf_counter() - started + decoding)
+                    await self._turn(stream, budget)  # before reading the next request
             except ProtocolError as exc:
                 failure.append(_refused(method, context, node_id, exc))
             except DecodeError as exc:
@@ -155,14 +163,34 @@ class DiscoveryServer:
         try:
             while True:
                 await wake.wait()
+                await self._turn(stream, budget)  # first: the work then uses the newest state
                 wake.clear()
-                for response in stream.next_responses():
+                started = time.perf_counter()
+                responses = stream.next_responses()
+                budget.charge(time.perf_counter() - started)
+                for response in responses:
                     await context.write(response)
                 if reader.done():
                     break
         finally:
             reader.cancel()
         return failure[0] if failure else None
+
+    @staticmethod
+    async def _turn(stream: SotwStream | DeltaStream, budget: StreamBudget) -> None:
+        """Wait for the stream's turn; say once (WARNING) when its budget first holds it back."""
+        before = budget.waited
+        await budget.turn()
+        if stream.info is not None and budget.waited > before:
+            if stream.info.throttled == 0.0:
+                log.warning(
+                    "node %r (%s from %s) uses more than its share of the server's time; its "
+                    "requests and responses are slowed down so that other clients are not",
+                    stream.info.node_label,
+                    stream.method,
+                    stream.peer,
+                )
+            stream.info.throttled = budget.waited
 
     def _authorize(self, request: Request, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         """Refuse the stream before it opens when :attr:`authorize` denies the claimed node."""

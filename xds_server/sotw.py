@@ -14,9 +14,9 @@ make before break) are in :mod:`.stream`. What SotW adds:
 
 from __future__ import annotations
 
-import functools
+import itertools
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from envoy.service.discovery.v3 import discovery_pb2
@@ -50,9 +50,9 @@ class _SotwPlan:
     selected: dict[str, Resource]  # what the client should hold
     removes: bool
     substituted: bool = False  # some resources are not the available ones (held back)
+    truncated: bool = False  # more absent names wait for the next response
 
 
-@functools.lru_cache(maxsize=4096)
 def _placeholder(type_url: str, name: str) -> Resource:
     return empty_resource(type_url, name)
 
@@ -63,8 +63,8 @@ class SotwStream(XdsStream[_SotwSubscription, _SotwPlan]):
     def _subscription(self, type_url: str) -> _SotwSubscription:
         return _SotwSubscription(type_url)
 
-    def _names_in(self, request: Request) -> list[str]:
-        return list(request.resource_names)
+    def _names_in(self, request: Request) -> Collection[str]:
+        return request.resource_names  # type: ignore[no-any-return]
 
     def _apply(self, sub: _SotwSubscription, request: Request) -> bool:
         if sub.nonce is not None and request.response_nonce != sub.nonce:
@@ -92,10 +92,11 @@ class SotwStream(XdsStream[_SotwSubscription, _SotwPlan]):
             sub.dirty = True
         changed = wildcard != sub.wildcard or names != sub.names
         if changed:
-            for gone in sub.names - names:
+            gone = sub.names - names
+            if gone:
                 sub.unsubscribe(gone)
-            for added in names - sub.names:
-                sub.subscribe(added)
+            added = names - sub.names
+            sub.subscribe(added, resend=added)
             sub.wildcard = wildcard
             sub.dirty = True
         if changed or first:  # an ACK usually repeats the names
@@ -122,21 +123,27 @@ class SotwStream(XdsStream[_SotwSubscription, _SotwPlan]):
             substituted = sub.isolation is not None and self._hold_back(sub, selected)
             removes = any(name not in selected for name in sub.held)
             return _SotwPlan(selected, removes, substituted)
+        names, held, isolation = sub.names, sub.held, sub.isolation
+        if len(available) < len(names):
+            existing = [name for name in available if name in names]
+        else:
+            existing = [name for name in names if name in available]
         selected = {}
-        for name in sub.names:
-            found = available.get(name)
-            if found is not None and sub.isolation is not None and self._held_back(sub, found):
-                if name in sub.held:
+        for name in existing:
+            found = available[name]
+            if isolation is not None and self._held_back(sub, found):
+                if name in held:
                     continue  # the client keeps the version it has
                 found = _placeholder(sub.type_url, name)
-            elif found is None:
-                if name in sub.held and name not in sub.force:
-                    # Gone from the snapshot, but the client holds it: its cluster/listener is
-                    # about to be removed; emptying it first would only drop traffic early.
-                    continue
-                found = _placeholder(sub.type_url, name)
             selected[name] = found
-        return _SotwPlan(selected, False)
+        # Names that do not exist get an empty placeholder, unless the client holds one: its
+        # cluster/listener is about to be removed; emptying it first would only drop traffic.
+        absent = names.difference(available, held)
+        absent.update(name for name in sub.force & names if name not in available)
+        cap = self.limits.max_absent_per_response
+        for name in itertools.islice(absent, cap):
+            selected[name] = _placeholder(sub.type_url, name)
+        return _SotwPlan(selected, False, truncated=len(absent) > cap)
 
     def _hold_back(self, sub: _SotwSubscription, selected: dict[str, Resource]) -> bool:
         """Replace what is held back from the client by the version it accepted (or leave it
@@ -183,7 +190,11 @@ class SotwStream(XdsStream[_SotwSubscription, _SotwPlan]):
                 return None  # an EDS/RDS stream that names nothing needs no answer
             to_send = changed
             sub.held.update((r.name, r.version) for r in to_send)
-        sub.force.clear()
+        if plan.truncated:  # the rest after the client answered this one
+            sub.force -= selected.keys()
+            sub.dirty = True
+        else:
+            sub.force.clear()
         nonce = self._sent(sub, version, len(to_send), changed)
         response = discovery_pb2.DiscoveryResponse(
             version_info=version, type_url=sub.type_url, nonce=nonce

@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -36,9 +36,14 @@ class TypeState:
     version_acked: str | None = None
     resources_sent: int = 0
     last_nack: Nack | None = None
-    subscribed: list[str] = field(default_factory=list)
+    names: Collection[str] = ()  # the subscription's names (the stream's live set, not a copy)
     wildcard: bool = False
     refused: list[str] = field(default_factory=list)  # names this node rejected (not re-sent)
+
+    @property
+    def subscribed(self) -> list[str]:
+        """The subscribed names, sorted (computed when asked: a stream may name 100,000)."""
+        return sorted(self.names)
 
 
 @dataclass(slots=True)
@@ -52,6 +57,7 @@ class StreamInfo:
     peer: str
     connected_at: float  # wall clock
     types: dict[str, TypeState] = field(default_factory=dict)
+    throttled: float = 0.0  # seconds its work budget held the stream back (see .budget)
 
     @property
     def node_id(self) -> str:
