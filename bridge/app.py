@@ -121,7 +121,9 @@ class Bridge:
         self.registry.add_observer(StreamEventLogger())
         self.cache = SnapshotCache(node_key_function(config.node_key))
         self.quarantine = Quarantine()
-        self.metrics.registry.register(QuarantineCollector(self.quarantine.counts))
+        self.metrics.registry.register(
+            QuarantineCollector(self.quarantine.counts, lambda: self.publisher.service_warnings)
+        )
         self.publisher = Publisher(
             self.cache,
             config.build,
@@ -233,7 +235,7 @@ class Bridge:
             )
 
         def quarantine(query: Mapping[str, str]) -> tuple[int, Any]:
-            return 200, debug.quarantine_view(self.quarantine)
+            return 200, debug.quarantine_view(self.quarantine, self.publisher.service_warnings)
 
         return {
             "clients": clients,

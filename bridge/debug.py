@@ -118,11 +118,18 @@ def templates_view(
     }
 
 
-def quarantine_view(quarantine: Quarantine) -> dict[str, Any]:
+def quarantine_view(
+    quarantine: Quarantine, service_warnings: Mapping[str, list[str]] | None = None
+) -> dict[str, Any]:
     """Everything kept from the nodes: per resource, the reason, the source of the bad value,
-    the rule, what is served instead, since when, and the scopes (service, node key, NACK)."""
+    the rule, what is served instead, since when, and the scopes (service, node key, NACK);
+    and the services' Consul data worked around (``service_warnings``: default values used)."""
     entries = _entries(quarantine.view())
-    return {"count": len(entries), "entries": entries}
+    return {
+        "count": len(entries),
+        "entries": entries,
+        "service_warnings": dict(service_warnings or {}),
+    }
 
 
 def quarantined_for_key(quarantine: Quarantine, key: str) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import collections
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -233,10 +233,16 @@ class TemplateErrorsCollector(Collector):
 
 
 class QuarantineCollector(Collector):
-    """``consul_xds_quarantined_resources{type,reason}``, read from the quarantine registry."""
+    """``consul_xds_quarantined_resources{type,reason}``, read from the quarantine registry,
+    and ``consul_xds_service_warnings`` (Consul data worked around with a default)."""
 
-    def __init__(self, counts: Callable[[], Mapping[tuple[str, str], int]]) -> None:
+    def __init__(
+        self,
+        counts: Callable[[], Mapping[tuple[str, str], int]],
+        warnings: Callable[[], Mapping[str, Sequence[str]]] = lambda: {},
+    ) -> None:
         self.counts = counts
+        self.warnings = warnings
 
     def collect(self) -> Iterator[Metric]:
         family = GaugeMetricFamily(
@@ -249,3 +255,11 @@ class QuarantineCollector(Collector):
         for (kind, reason), count in sorted(self.counts().items()):
             family.add_metric([kind, reason], count)
         yield family
+        warnings = GaugeMetricFamily(
+            "consul_xds_service_warnings",
+            "Problems in services' Consul data worked around (a meta value that does not "
+            "parse, e.g. a connect timeout that rounds to 0s: the default is used); the "
+            "services are listed in /debug/quarantine.",
+            value=sum(len(w) for w in self.warnings().values()),
+        )
+        yield warnings

@@ -391,6 +391,12 @@ class Publisher:
         return bool(self._unbuilt or self._unpublished)
 
     @property
+    def service_warnings(self) -> dict[str, list[str]]:
+        """Current problems with services' Consul data that were worked around (a meta value
+        that does not parse, an instance without a port): by service."""
+        return {service: sorted(warnings) for service, warnings in sorted(self._warned.items())}
+
+    @property
     def clusters(self) -> ResourceSet:
         return self._clusters
 

@@ -53,7 +53,7 @@ def virtual_hosts(cache: SnapshotCache) -> list[str]:
 
 
 def gauge(quarantine: Quarantine) -> dict[tuple[str, str], float]:
-    (family,) = QuarantineCollector(quarantine.counts).collect()
+    family, _warnings = QuarantineCollector(quarantine.counts).collect()
     return {(s.labels["type"], s.labels["reason"]): s.value for s in family.samples}
 
 
@@ -162,3 +162,21 @@ async def test_an_invalid_render_keeps_the_nodes_last_good_listeners() -> None:
     assert cache.get(NODE).get(LISTENER).version != good  # type: ignore[union-attr]
     assert NODE not in publisher.refused_renders
     assert len(publisher.quarantine) == 0
+
+
+async def test_service_data_worked_around_is_counted_and_listed() -> None:
+    publisher, cache = watched()
+    bad = {"xds-connect-timeout": "0.0000000001"}
+    published(publisher, updates(instance("web", 1, meta=bad)))
+    publisher.mark_ready()
+    assert cache.get(NODE).get(CLUSTER)["web"].message.connect_timeout.seconds == 5  # type: ignore[union-attr]
+    (warning,) = publisher.service_warnings["web"]
+    assert "xds-connect-timeout='0.0000000001' is invalid (rounds to 0s" in warning
+    collector = QuarantineCollector(publisher.quarantine.counts, lambda: publisher.service_warnings)
+    _quarantined, warnings = collector.collect()
+    assert [s.value for s in warnings.samples] == [1]
+    assert debug.quarantine_view(publisher.quarantine, publisher.service_warnings)[
+        "service_warnings"
+    ] == {"web": [warning]}
+    published(publisher, updates(instance("web", 1, meta={"xds-connect-timeout": "1s"})))
+    assert publisher.service_warnings == {}
