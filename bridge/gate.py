@@ -6,8 +6,10 @@ Every candidate resource passes through here, and what fails is described as a
 * **a service's cluster and endpoints** (built from Consul): Envoy's own protoc-gen-validate
   rules (:func:`xds_server.validation.check`), with the rule's field traced back to the Consul
   field that produced it (``connect_timeout`` → ``Service.Meta["xds-connect-timeout"]``); and
-  no service may take a name the bootstrap gives its own clusters (:data:`RESERVED_CLUSTER_NAMES`:
-  a service named ``consul_xds_bridge`` would be routed to the bridge's xDS port);
+  no service may take a reserved name (:func:`reserved_name_problem`): a name the bootstrap
+  gives its own clusters (a service named ``consul_xds_bridge`` would be routed to the bridge's
+  xDS port), the xDS wildcard ``*`` or an ``xdstp:`` locator (Envoy cannot subscribe to its
+  endpoints by that name: the cluster warms, and holds every CDS update, for 15 s);
 * **a node key's rendered listeners, routes and extra clusters**: the same rules; a virtual
   host that claims a domain another one holds is dropped from its route configuration (see
   :func:`domain_precedence` for who keeps it); an extra cluster with a reserved name, or an
@@ -55,6 +57,23 @@ def _bootstrap_cluster_names() -> frozenset[str]:
 RESERVED_CLUSTER_NAMES: frozenset[str] = _bootstrap_cluster_names()
 
 
+def reserved_name_problem(name: str) -> str | None:
+    """Why ``name`` may not be a cluster's (None: it may)."""
+    if name in RESERVED_CLUSTER_NAMES:
+        return (
+            f"{name!r} is the name of the bootstrap's own xDS cluster; a service with this "
+            "name would be routed to the bridge's xDS port"
+        )
+    if name == "*":
+        return (
+            "'*' is the xDS wildcard: Envoy cannot ask for this cluster's endpoints by name, "
+            "so it would stay warming and hold back every cluster update"
+        )
+    if name.startswith("xdstp:"):
+        return "names starting with 'xdstp:' are xDS resource locators to Envoy"
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class Problem:
     """One resource kept from the nodes, and why."""
@@ -81,11 +100,8 @@ def check_service(service: str, built: BuiltService, kept: bool) -> list[Problem
     """Problems of one service's resources; ``kept``: a last good version is being served."""
     action = "its last good version is served" if kept else "it is left out"
     cluster = built.cluster
-    if cluster.name in RESERVED_CLUSTER_NAMES:
-        rule = (
-            f"{cluster.name!r} is the name of the bootstrap's own xDS cluster; a service with "
-            "this name would be routed to the bridge's xDS port"
-        )
+    rule = reserved_name_problem(cluster.name)
+    if rule is not None:
         source = "Service.Service"
         return [Problem("cluster", cluster.name, RESERVED_NAME, source, rule, action, service)]
     problems = []
@@ -253,9 +269,9 @@ def _render_problems(resource: Resource) -> tuple[Problem, ...]:
     action = "the node key keeps its last good listeners and routes"
     source = "rendered by the templates"
     problems = []
-    if resource.type_url == CLUSTER and resource.name in RESERVED_CLUSTER_NAMES:
-        rule = f"{resource.name!r} is the name of the bootstrap's own xDS cluster"
-        problems.append(Problem(kind, resource.name, RESERVED_NAME, source, rule, action))
+    reserved = reserved_name_problem(resource.name) if resource.type_url == CLUSTER else None
+    if reserved is not None:
+        problems.append(Problem(kind, resource.name, RESERVED_NAME, source, reserved, action))
     broken = check(resource.message)
     if resource.type_url == LISTENER:
         broken += _inline_route_collisions(resource.message)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
@@ -37,6 +38,12 @@ def test_reserved_names_are_the_bootstraps_own_clusters() -> None:
     config = bootstrap(BootstrapOptions(node_id="n", node_cluster="c"))
     assert {c["name"] for c in config["static_resources"]["clusters"]} == RESERVED_CLUSTER_NAMES
     assert "consul_xds_bridge" in RESERVED_CLUSTER_NAMES
+
+
+@pytest.mark.parametrize("name", ["*", "xdstp://x/envoy.config.cluster.v3.Cluster/web"])
+def test_names_envoy_reads_as_wildcards_or_locators_are_reserved(name: str) -> None:
+    (problem,) = check_service(name, built(name), kept=False)
+    assert problem.reason == RESERVED_NAME
 
 
 def test_a_service_taking_a_reserved_name_is_refused() -> None:

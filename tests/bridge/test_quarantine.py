@@ -107,18 +107,19 @@ async def test_colliding_service_names_drop_one_virtual_host_and_changes_keep_fl
     publisher, cache = watched(TemplateSource())
     published(publisher, updates(instance("web", 1)))
     publisher.mark_ready()
-    published(publisher, updates(instance("Web", 2), instance("*", 3)))
+    published(publisher, updates(instance("Web", 2), instance("web.service.consul", 3)))
     assert virtual_hosts(cache) == ["web", "unknown_host"]
-    assert served(cache, CLUSTER) == ["*", "Web", "web"]  # nothing routes to them
+    assert served(cache, CLUSTER) == ["Web", "web", "web.service.consul"]  # nothing routes there
     assert gauge(publisher.quarantine) == {("virtual_host", "domain_collision"): 2}
     view = debug.quarantine_view(publisher.quarantine)
-    assert {e["name"] for e in view["entries"]} == {"Web", "*"}
+    assert {e["name"] for e in view["entries"]} == {"Web", "web.service.consul"}
     assert all(e["scopes"] == [f"key:{NODE}"] for e in view["entries"])
 
     published(publisher, updates(instance("api", 4)))  # a change during the collision
     assert virtual_hosts(cache) == ["api", "web", "unknown_host"]
 
-    published(publisher, [ServiceUpdate("Web", "dc1", None), ServiceUpdate("*", "dc1", None)])
+    gone = ("Web", "web.service.consul")
+    published(publisher, [ServiceUpdate(name, "dc1", None) for name in gone])
     assert len(publisher.quarantine) == 0
 
 
