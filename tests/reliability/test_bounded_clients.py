@@ -1,5 +1,6 @@
-"""Bounded clients: an oversized node is refused naming the limit, and what a client sends
-(node ids, NACK messages, type URLs) reaches log lines and debug views cut to a sane length."""
+"""Bounded clients: an oversized node is refused naming the limit, what a client sends (node
+ids, NACK messages, type URLs) reaches log lines and debug views cut to a sane length, and a
+subscription of thousands of unknown names is answered in bounded steps."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ from envoy.config.core.v3 import base_pb2
 
 from tests.conftest import XdsServer
 from tests.support.waiting import until
-from tests.support.xds_client import XdsClient
+from tests.support.xds_client import DeltaClient, XdsClient, names_in
 from tests.support.xds_resources import eds_cluster
+from xds_server import ClientRegistry, DiscoveryServer, Limits, SnapshotCache, start_server
 from xds_server.cache import Snapshot
-from xds_server.resource import CLUSTER
+from xds_server.resource import CLUSTER, ENDPOINT
 
 LINE = 2000  # no log line about a client is longer than this
 
@@ -88,3 +90,34 @@ async def test_huge_nack_messages_are_cut_in_logs_and_debug(
     assert len(nack.message) < LINE
     assert [r for r in caplog.records if "rejected" in r.getMessage()]
     assert all(len(r.getMessage()) < LINE for r in caplog.records)
+
+
+async def test_names_that_do_not_exist_are_answered_in_bounded_steps() -> None:
+    cache = SnapshotCache()
+    cache.set_snapshot("client-1", Snapshot.of([eds_cluster("web")]))
+    limits = Limits(max_absent_per_response=1000)
+    server, port = await start_server(
+        DiscoveryServer(cache, ClientRegistry(), limits), "127.0.0.1:0"
+    )
+    ghosts = [f"ghost-{i}" for i in range(2500)]
+    try:
+        async with XdsClient(f"127.0.0.1:{port}") as sotw:
+            await sotw.send(ENDPOINT, ghosts)
+            answered: list[str] = []
+            for _ in range(3):  # 1,000 + 1,000 + 500 placeholders, one response at a time
+                response = await sotw.recv()
+                assert len(response.resources) <= 1000
+                answered += names_in(response)
+                await sotw.ack(response, ghosts)
+            assert sorted(answered) == sorted(ghosts)
+        async with DeltaClient(f"127.0.0.1:{port}") as delta:
+            await delta.send(ENDPOINT, subscribe=ghosts)
+            removed: list[str] = []
+            for _ in range(3):
+                response = await delta.recv()
+                assert len(response.removed_resources) <= 1000
+                removed += response.removed_resources
+                await delta.ack(response)
+            assert sorted(removed) == sorted(ghosts)
+    finally:
+        await server.stop(None)
