@@ -120,8 +120,9 @@ def check_service(service: str, built: BuiltService, kept: bool) -> list[Problem
 
 
 def weight_sums(assignment: Any, prefix: str = "") -> list[str]:
-    """Envoy's rule that PGV cannot express: the weights of one locality's endpoints, and of
-    the localities of one priority, must each add up to at most 2^32 - 1."""
+    """The xDS API's rule that PGV cannot express: the weights of one locality's endpoints, and
+    of the localities of one priority, must each add up to at most 2^32 - 1 (proxyless gRPC
+    clients reject the assignment otherwise; Envoy 1.40 happens to accept it)."""
     limit = 2**32 - 1
     problems = []
     by_priority: dict[int, int] = {}

@@ -1,8 +1,8 @@
 """Fleet safety against a real Envoy: one bad input never makes a working fleet worse.
 
 For each bad input (colliding service names, a connect timeout that rounds to zero, endpoint
-weights Envoy would refuse, a service named like the bootstrap's xDS cluster, hostile xDS
-clients during a change): requests through Envoy to the other services never fail, the bad
+weights the xDS API forbids, services with reserved names, hostile xDS clients during a
+change): requests through Envoy to the other services never fail, the bad
 input is reported where the operator looks (log, metric, /debug), a change made meanwhile still
 reaches Envoy, and once the input is fixed changes flow again (bounded waits, no timings).
 """
@@ -228,7 +228,7 @@ async def test_a_connect_timeout_that_rounds_to_zero_never_reaches_envoy(
     assert load.failures == []
 
 
-async def test_endpoint_weights_envoy_would_refuse_keep_the_last_good_endpoints(
+async def test_endpoint_weights_the_xds_api_forbids_keep_the_last_good_endpoints(
     fleet: Fleet, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="bridge.quarantine")
