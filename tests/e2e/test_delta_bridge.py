@@ -109,8 +109,21 @@ async def test_template_edits_apply_and_a_rejected_one_is_nacked_once(stack: Del
 
     listeners = stack.templates / "default" / "listeners.yaml.j2"
     good = listeners.read_text()
-    # Parses as a Listener, but Envoy rejects an empty stat_prefix.
+    # Parses as a Listener, but breaks Envoy's rules (an empty stat_prefix): the validation gate
+    # refuses it before Envoy sees it, and the node keeps its last good listener.
     listeners.write_text(good.replace("stat_prefix: ingress_http", 'stat_prefix: ""'))
+    await until(lambda: NODE in stack.bridge.publisher.refused_renders, what="the edit refused")
+    assert "stat_prefix: must be at least 1 character" in (
+        stack.bridge.publisher.refused_renders[NODE].message
+    )
+    # Passes every rule the gate knows, but Envoy rejects the address: one NACK, the listener is
+    # isolated for this node, and nothing else is held back.
+    bound = (
+        "address: {{ node.metadata.ingress_address | "
+        'default(vars.ingress_address | default("0.0.0.0")) | tojson }}'
+    )
+    assert bound in good
+    listeners.write_text(good.replace(bound, 'address: "not-an-ip"'))
     await recorder.wait_for(
         lambda events: any(e.kind == "nacked" for e in events), what="Envoy's NACK"
     )
@@ -121,6 +134,8 @@ async def test_template_edits_apply_and_a_rejected_one_is_nacked_once(stack: Del
     await stack.follows({"web-1"})
     assert len(recorder.of("sent", LISTENER)) == listener_sends
     assert len(recorder.of("nacked")) == 1
+    (stream,) = stack.bridge.registry.by_node(NODE)
+    assert stream.state(LISTENER).refused == ["ingress_http"]
 
     listeners.write_text(good)
     await recorder.wait_for(

@@ -146,8 +146,8 @@ async def test_sotw_rds_names_the_route_configuration(server: Server) -> None:
             error="Only unique values for domains are permitted. Duplicate entry of domain b "
             "in route r2",
         )
-        assert server.rejections.found[0][:2] == (ROUTE, "r2")
         retried = await client.recv()
+        assert server.rejections.found[0][:2] == (ROUTE, "r2")
         assert [r.name for r in unpack_all(retried)] == ["r1"]  # r1 goes out, r2 stays as it was
 
 
