@@ -14,7 +14,7 @@ from xds_server.cache import Snapshot
 from xds_server.resource import ADS_ORDER, SHORT_NAMES
 from xds_server.tracking import ClientRegistry, StreamInfo
 
-from .publisher import RefusedRender
+from .node_keys import RefusedRender
 from .quarantine import Quarantine
 from .templating import TemplateSource
 

@@ -24,7 +24,6 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
 from envoy.config.core.v3 import base_pb2
@@ -41,12 +40,13 @@ from xds_server.resource import (
 )
 
 from .catalog import Catalog, ServiceUpdate
-from .gate import GatedRender, check_service, gate_render
+from .gate import check_service
 from .model import ServiceView
+from .node_keys import NodeKeys, RefusedRender
 from .quarantine import Quarantine
 from .resources import BuildSettings, build_service, cluster_name
 from .retry import Retry, log_failure, some
-from .rollback import SHARED_TYPES, Rollbacks
+from .rollback import SHARED_TYPES, Rollbacks, nack_problem
 
 log = logging.getLogger(__name__)
 
@@ -63,35 +63,6 @@ class NodeConfigSource(Protocol):
     def key_released(self, key: str) -> None:
         """The last stream of ``key`` went: forget what is kept for it."""
         ...
-
-
-@dataclass(frozen=True, slots=True)
-class _NodeExtras:
-    """The last good per-node resources of one key."""
-
-    clusters: tuple[Resource, ...]
-    listeners: ResourceSet
-    routes: ResourceSet
-
-    @classmethod
-    def of(cls, resources: Sequence[Resource]) -> _NodeExtras:
-        return cls(
-            clusters=tuple(r for r in resources if r.type_url == CLUSTER),
-            listeners=ResourceSet(LISTENER, [r for r in resources if r.type_url == LISTENER]),
-            routes=ResourceSet(ROUTE, [r for r in resources if r.type_url == ROUTE]),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class RefusedRender:
-    """What the gate refused of a node key's render (the key keeps its last good config)."""
-
-    message: str
-    node: base_pb2.Node
-    at: float  # time.time()
-
-
-GATED_RENDERS_KEPT = 256  # gate results cached by render (1,000 keys of one group: one check)
 
 
 class Publisher:
@@ -122,20 +93,14 @@ class Publisher:
         self.debounce = debounce
         self.on_rebuilt = on_rebuilt
         self.quarantine = quarantine if quarantine is not None else Quarantine()
-        self.set_of = set_of
         self.catalog = Catalog()
         #: The services whose resources are served, as last served (what templates see).
         self.served = Catalog()
-        #: Per node key: the latest render the gate refused (cleared by a good one).
-        self.refused_renders: dict[str, RefusedRender] = {}
-        #: Refused renders by template set (each distinct refusal of a key counts once).
-        self.refused_renders_total: Counter[str] = Counter()
-        self._gated: dict[int, tuple[Sequence[Resource], int, GatedRender]] = {}
+        self.keys = NodeKeys(self.quarantine, set_of)
         self.rollbacks = Rollbacks(self.quarantine)
         self.ready = False
         self._clusters = ResourceSet(CLUSTER)
         self._endpoints = ResourceSet(ENDPOINT)
-        self._extras: dict[str, _NodeExtras] = {}  # per open key
         self._warned: dict[str, frozenset[str]] = {}  # per service: the warnings logged
         self._pending: list[ServiceUpdate] = []
         self._flush_handle: asyncio.TimerHandle | asyncio.Handle | None = None
@@ -207,10 +172,8 @@ class Publisher:
             self._publish_key(key, node, services_changed=True)
 
     def key_released(self, key: str) -> None:
-        self._extras.pop(key, None)
+        self.keys.release(key)
         self._unpublished.discard(key)
-        self.refused_renders.pop(key, None)
-        self.quarantine.clear(f"key:{key}")
         self.cache.clear(key)
         if self.node_config is not None:
             self.node_config.key_released(key)
@@ -265,20 +228,25 @@ class Publisher:
         if self.on_rebuilt is not None:
             self.on_rebuilt(self, time.perf_counter() - started)
 
-    def rejected(self, type_url: str, resource: Resource, source: str, message: str) -> None:
+    def rejected(
+        self, type_url: str, resource: Resource, source: str, message: str, node_key: str
+    ) -> None:
         """A node rejected ``resource`` (isolated by its stream): roll a shared one back to the
         version served before it (see :mod:`.rollback`); done outside the stream's call."""
+        args = (type_url, resource, source, message, node_key)
         try:
-            asyncio.get_running_loop().call_soon(
-                self._roll_back, type_url, resource, source, message
-            )
+            asyncio.get_running_loop().call_soon(self._roll_back, *args)
         except RuntimeError:
-            self._roll_back(type_url, resource, source, message)
+            self._roll_back(*args)
 
-    def _roll_back(self, type_url: str, resource: Resource, source: str, message: str) -> None:
+    def _roll_back(
+        self, type_url: str, resource: Resource, source: str, message: str, node_key: str
+    ) -> None:
         shared = {CLUSTER: self._clusters, ENDPOINT: self._endpoints}.get(type_url)
-        if shared is not None and resource.name not in shared:
-            shared = None  # a per-node resource (an extra cluster from the templates)
+        if shared is None or resource.name not in shared:  # a node key's own resource
+            action = "refused by the nodes that reject it (per-node resources are not rolled back)"
+            self.keys.nacked(node_key, resource, nack_problem(resource, source, message, action))
+            return
         replacement = self.rollbacks.reject(shared, resource, source, message)
         if replacement is None:
             return
@@ -327,18 +295,12 @@ class Publisher:
         self.cache.set_snapshot(key, snapshot)
 
     def _snapshot(self, key: str, node: base_pb2.Node, services_changed: bool) -> Snapshot:
-        extras = self._extras.get(key)
+        extras = self.keys.extras.get(key)
         if self.node_config is not None:
             rendered = self.node_config.node_resources(key, node, self.served, services_changed)
             if rendered is not None:  # None: keep the last good listeners/routes
-                gated = self._gate(rendered)
-                self.quarantine.set(f"key:{key}", gated.problems)
-                if gated.resources is None:
-                    self._refuse_render(key, node, gated)
-                else:
-                    self.refused_renders.pop(key, None)
-                    extras = _NodeExtras.of(gated.resources)
-                    self._extras[key] = extras
+                names, generation = self.served.names(), self.served.generation
+                extras = self.keys.accept(key, node, rendered, names, generation)
         clusters = self._clusters
         if extras is not None and extras.clusters:
             clusters = clusters.with_changes(extras.clusters)
@@ -350,31 +312,6 @@ class Publisher:
                 ROUTE: extras.routes if extras else ResourceSet(ROUTE),
             }
         )
-
-    def _gate(self, rendered: Sequence[Resource]) -> GatedRender:
-        """The gate's verdict on a render, computed once per render and served catalog."""
-        memo = self._gated.get(id(rendered))
-        if memo is not None and memo[0] is rendered and memo[1] == self.served.generation:
-            return memo[2]
-        gated = gate_render(rendered, frozenset(self.served.names()))
-        if len(self._gated) >= GATED_RENDERS_KEPT:
-            self._gated.pop(next(iter(self._gated)))
-        self._gated[id(rendered)] = (rendered, self.served.generation, gated)
-        return gated
-
-    def _refuse_render(self, key: str, node: base_pb2.Node, gated: GatedRender) -> None:
-        """Record a refused render like a template error: once per key and distinct problem."""
-        message = "; ".join(p.describe() for p in gated.problems)
-        previous = self.refused_renders.get(key)
-        if previous is None or previous.message != message:
-            self.refused_renders_total[self.set_of(node)] += 1
-            log.error(
-                "node key %r: the rendered listeners/routes were refused, keeping the last good "
-                "ones: %s",
-                key,
-                message,
-            )
-        self.refused_renders[key] = RefusedRender(message, node, time.time())
 
     def _retry_failed(self) -> bool:
         """Build and publish again what failed; returns whether anything still fails."""
@@ -389,6 +326,16 @@ class Publisher:
                 else:
                     self._publish_key(key, node, services_changed=True)
         return bool(self._unbuilt or self._unpublished)
+
+    @property
+    def refused_renders(self) -> dict[str, RefusedRender]:
+        """Per node key, the latest render the validation gate refused."""
+        return self.keys.refused_renders
+
+    @property
+    def refused_renders_total(self) -> Counter[str]:
+        """Refused renders by template set."""
+        return self.keys.refused_renders_total
 
     @property
     def service_warnings(self) -> dict[str, list[str]]:

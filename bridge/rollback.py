@@ -7,7 +7,8 @@ node), :class:`Rollbacks` serves the version that was served before the rejected
 that connect later get a version known to work instead of rejecting and isolating it again. A
 NACK never removes a resource: with no earlier version, the rejected one stays served (each
 node that rejects it refuses it by itself), and the quarantine entry says so. Per-node
-listeners and routes are recorded, not rolled back (each node refuses what it rejected).
+listeners and routes are recorded under their node key while that version is served to it, not
+rolled back (each node refuses what it rejected).
 
 A rollback lasts until the resource's content changes (the operator fixed it in Consul, or
 anything else changed it): the new version is tried. One hostile node can cause at most
@@ -72,33 +73,38 @@ class Rollbacks:
         return self._rejected.get((type_url, name)) == version
 
     def reject(
-        self, served: ResourceSet | None, resource: Resource, source: str, message: str
+        self, served: ResourceSet, resource: Resource, source: str, message: str
     ) -> Resource | None:
-        """A node rejected ``resource``; returns the version to serve instead (None: keep
-        serving what is served) and files the quarantine entry."""
-        kind = SHORT_NAMES.get(resource.type_url, "other")
-        replacement = None
-        if served is None:
-            action = "refused by each node that rejects it (per-node resources are not rolled back)"
-        elif served.get(resource.name) is None or served[resource.name].version != resource.version:
+        """A node rejected ``resource`` of ``served``; returns the version to serve instead
+        (None: keep serving what is served) and files the quarantine entry."""
+        current = served.get(resource.name)
+        if current is None or current.version != resource.version:
             return None  # no longer served: what is served now is newer
+        key = (resource.type_url, resource.name)
+        previous = self._previous.get(key)
+        self._rejected[key] = resource.version
+        replacement = None
+        if previous is not None and previous.version != resource.version:
+            replacement = previous
+            action = "rolled back to the version served before it, until its content changes"
         else:
-            key = (resource.type_url, resource.name)
-            previous = self._previous.get(key)
-            self._rejected[key] = resource.version
-            if previous is not None and previous.version != resource.version:
-                replacement = previous
-                action = "rolled back to the version served before it, until its content changes"
-            else:
-                action = "still served (no earlier version); each node that rejects it refuses it"
-        rule = f"rejected by Envoy: {clip(message, 300)}"
-        problem = Problem(kind, resource.name, NACK, source, rule, action)
+            action = "still served (no earlier version); each node that rejects it refuses it"
+        problem = nack_problem(resource, source, message, action)
         self.quarantine.set(nack_scope(resource.type_url, resource.name), [problem])
         return replacement
 
 
+def nack_problem(resource: Resource, source: str, message: str, action: str) -> Problem:
+    kind = SHORT_NAMES.get(resource.type_url, "other")
+    return Problem(
+        kind, resource.name, NACK, source, f"rejected by Envoy: {clip(message, 300)}", action
+    )
+
+
 class RejectionSink(Protocol):
-    def rejected(self, type_url: str, resource: Resource, source: str, message: str) -> None: ...
+    def rejected(
+        self, type_url: str, resource: Resource, source: str, message: str, node_key: str
+    ) -> None: ...
 
 
 class NackReports(BaseObserver):
@@ -146,4 +152,5 @@ class NackReports(BaseObserver):
         if len(self._seen) > 4 * self.cap * len(SHORT_NAMES):
             self._seen.clear()
         self._seen.add(key)
-        self.sink.rejected(type_url, resource, f"NACK from node {stream.node_label!r}", message)
+        source = f"NACK from node {stream.node_label!r}"
+        self.sink.rejected(type_url, resource, source, message, stream.node_key)

@@ -5,19 +5,29 @@ content changes. Plain gRPC clients play the Envoys (SotW and delta)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from envoy.config.core.v3 import base_pb2
 
-from bridge.catalog import ServiceUpdate
+from bridge.catalog import Catalog, ServiceUpdate
 from bridge.publisher import Publisher
 from bridge.rollback import NackReports
 from tests.support.waiting import until
 from tests.support.xds_client import DeltaClient, XdsClient, unpack_all
+from tests.support.xds_resources import http_listener
 from tests.templates.support import instance, updates
-from xds_server import CLUSTER, ClientRegistry, DiscoveryServer, SnapshotCache, start_server
+from xds_server import (
+    CLUSTER,
+    LISTENER,
+    ClientRegistry,
+    DiscoveryServer,
+    Resource,
+    SnapshotCache,
+    start_server,
+)
 
 
 @dataclass
@@ -127,3 +137,49 @@ def isolated(bridge: Bridge, node_id: str, name: str) -> Callable[[], bool]:
         return name in stream.state(CLUSTER).refused
 
     return check
+
+
+class Listeners:
+    """Per-node resources: one listener on ``port``."""
+
+    def __init__(self) -> None:
+        self.port = 10000
+
+    def node_resources(
+        self, key: str, node: base_pb2.Node, catalog: Catalog, services_changed: bool
+    ) -> Sequence[Resource] | None:
+        return [http_listener("ingress", self.port, "routes")]
+
+    def key_released(self, key: str) -> None:
+        pass
+
+
+async def test_a_rejected_per_node_listener_is_on_record_while_it_is_served() -> None:
+    cache, registry = SnapshotCache(), ClientRegistry()
+    listeners = Listeners()
+    publisher = Publisher(cache, node_config=listeners, debounce=0)
+    registry.add_observer(NackReports(publisher))
+    server, port = await start_server(DiscoveryServer(cache, registry), "127.0.0.1:0")
+    try:
+        publisher.submit(updates(instance("web", 1)))
+        publisher.mark_ready()
+        async with XdsClient(f"127.0.0.1:{port}", node_id="picky") as picky:
+            await picky.send(LISTENER)
+            response = await picky.recv()
+            await picky.send(
+                LISTENER,
+                nonce=response.nonce,
+                error="Error adding/updating listener(s) ingress: address in use",
+            )
+            await until(lambda: len(publisher.quarantine) == 1, what="the NACK on record")
+            (entry,) = publisher.quarantine.view()
+            assert (entry["type"], entry["reason"], entry["scopes"]) == (
+                "listener",
+                "nack",
+                ["key:picky"],
+            )
+            listeners.port = 10001  # the template changed: the rejected version is gone
+            publisher.republish()
+            assert len(publisher.quarantine) == 0
+    finally:
+        await server.stop(None)
