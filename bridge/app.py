@@ -31,7 +31,7 @@ from xds_server.tracking import ClientRegistry
 from . import debug
 from .admin import AdminViews, JsonView, admin_app, start_admin
 from .config import Config, ConfigError
-from .consul_client import ConsulClient
+from .consul import CatalogWatcher, ConsulClient
 from .consul_settings import ConsulSettings, settings_from_env
 from .logs import StreamEventLogger
 from .metrics import Metrics, TemplateErrorsCollector, XdsMetricsObserver
@@ -40,7 +40,6 @@ from .resources import BuildSettings
 from .security import XdsTls, authorize_node_by_san, check_xds_tls, server_credentials
 from .tasks import cancel_and_wait
 from .templating import TemplateSource
-from .watcher import CatalogWatcher
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +167,12 @@ class Bridge:
             on_request=self._consul_request,
             on_connections=self.metrics.consul_connections.set,
         )
-        self.watcher = CatalogWatcher(self.client, config.consul, self.publisher.submit)
+        self.watcher = CatalogWatcher(
+            self.client,
+            config.consul,
+            self.publisher.submit,
+            on_update_error=lambda exc: self.metrics.catalog_update_errors.inc(),
+        )
         self.xds_port = 0
         self.admin_port = 0
         self._grpc: grpc.aio.Server | None = None
