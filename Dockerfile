@@ -14,7 +14,6 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY bridge ./bridge
 COPY xds_server ./xds_server
-COPY consul_double ./consul_double
 COPY templates ./templates
 RUN pip install . && rm -rf /src \
     && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin bridge

@@ -32,7 +32,7 @@ from xds_server import (
 from . import debug
 from .admin import AdminViews, JsonView, admin_app, start_admin
 from .config import Config
-from .consul_client import ConsulClient
+from .consul import CatalogWatcher, ConsulClient
 from .consul_settings import ConsulSettings, consul_settings
 from .logs import StreamEventLogger
 from .metrics import Metrics, TemplateErrorsCollector, XdsMetricsObserver
@@ -42,7 +42,6 @@ from .security import XdsTls, authorize_node_by_san, check_xds_tls, server_crede
 from .tasks import cancel_and_wait
 from .templating import TemplateSource
 from .values import parse_host_port
-from .watcher import CatalogWatcher
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +137,12 @@ class Bridge:
             on_request=self._consul_request,
             on_connections=self.metrics.consul_connections.set,
         )
-        self.watcher = CatalogWatcher(self.client, config.consul, self.publisher.submit)
+        self.watcher = CatalogWatcher(
+            self.client,
+            config.consul,
+            self.publisher.submit,
+            on_update_error=lambda exc: self.metrics.catalog_update_errors.inc(),
+        )
         self.xds_port = 0
         self.admin_port = 0
         self._grpc: grpc.aio.Server | None = None

@@ -109,6 +109,11 @@ class Metrics:
             "Seconds since the last successful Consul response (-1: never).",
             registry=r,
         )
+        self.catalog_update_errors = Counter(
+            "consul_xds_catalog_update_errors_total",
+            "Consul updates the publisher failed to take (what is served may be stale).",
+            registry=r,
+        )
         self.snapshot_build = Histogram(
             "consul_xds_snapshot_build_duration_seconds",
             "Time to rebuild resources and snapshots after a catalog change.",

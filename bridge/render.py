@@ -21,13 +21,12 @@ from xds_server.cache import SnapshotCache
 
 from .app import BridgeConfig, node_key_function
 from .catalog import ServiceUpdate
-from .consul_client import ConsulClient
+from .consul import CatalogWatcher, ConsulClient
 from .consul_settings import ConsulSettings
 from .debug import resources_view
 from .model import parse_health_service
 from .publisher import NodeConfigSource, Publisher
 from .tasks import cancel_and_wait
-from .watcher import CatalogWatcher
 
 
 class RenderError(Exception):

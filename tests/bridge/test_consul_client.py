@@ -11,7 +11,7 @@ import pytest
 import trustme
 from aiohttp import web
 
-from bridge.consul_client import ConsulClient, ConsulError
+from bridge.consul import ConsulClient, ConsulError
 from bridge.consul_settings import settings_from_env
 from bridge.tasks import within
 
@@ -90,15 +90,15 @@ async def test_token_travels_as_header_and_response_headers_are_exposed(server: 
     assert request.query["dc"] == "dc2"
 
 
-async def test_agent_self_goes_through_python_consul2_and_the_shared_session(
+async def test_explicit_settings_win_over_consuls_environment(
     server: Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # python-consul2 would let these win over explicit settings; ours must not.
+    # Consul's own clients let these override; the settings layer already read them.
     monkeypatch.setenv("CONSUL_HTTP_TOKEN", "env-token")
     monkeypatch.setenv("CONSUL_HTTP_ADDR", "elsewhere")
     async with ConsulClient(settings_from_env({}, address=server.url, token=TOKEN)) as client:
-        agent = await client.agent_self()
-    assert agent["Config"]["Datacenter"] == "dc7"
+        agent = await client.get_json("/v1/agent/self")
+    assert agent.body["Config"]["Datacenter"] == "dc7"
     assert server.seen[0].headers["X-Consul-Token"] == TOKEN
 
 

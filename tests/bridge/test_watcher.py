@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 
 import pytest
-from tenacity import AsyncRetrying, RetryCallState
 
-from bridge.consul_client import ConsulResponse
-from bridge.consul_settings import settings_from_env
+from bridge.consul import ConsulResponse
 from bridge.model import Health
-from bridge.watcher import CatalogWatcher, ServiceUpdate, WatchStatus, _Retrier
 from consul_double import ConsulDouble
 from tests.bridge.test_watcher_support import (
     CHANGES,
@@ -161,7 +157,7 @@ async def test_errors_are_retried_without_empty_updates_and_recover(
     else:
         consul.faults.error(status=200, body="{not json", path_prefix=prefix)
     mark = rec.mark()
-    with caplog.at_level(logging.DEBUG, logger="bridge.watcher"):
+    with caplog.at_level(logging.DEBUG, logger="bridge.consul"):
         consul.deregister("web-2")
         await running.until(
             lambda: _web_errors(running) >= 3, what="several failed attempts on the web watch"
@@ -191,7 +187,7 @@ async def test_403_is_logged_as_an_acl_problem(
     running: Running, caplog: pytest.LogCaptureFixture
 ) -> None:
     running.consul.faults.error(status=403, body="Permission denied", times=2)
-    with caplog.at_level(logging.WARNING, logger="bridge.watcher"):
+    with caplog.at_level(logging.WARNING, logger="bridge.consul"):
         running.consul.deregister("web-2")
         await running.until(lambda: running.rec.ids("web") == {"web-1"})
     assert "ACL token" in caplog.text
@@ -264,7 +260,7 @@ async def test_acl_filtered_results_warn_once(
 ) -> None:
     headers = {"X-Consul-Index": "7", "X-Consul-Results-Filtered-By-ACLs": "true"}
     filtered = ConsulResponse(200, 7, {}, headers, 1.0)
-    with caplog.at_level(logging.WARNING, logger="bridge.watcher"):
+    with caplog.at_level(logging.WARNING, logger="bridge.consul"):
         running.watcher.observe(filtered)
         running.watcher.observe(filtered)
         running.watcher.observe(ConsulResponse(200, 8, {}, {"X-Consul-Index": "8"}, 2.0))
@@ -288,24 +284,3 @@ async def test_token_is_never_logged(
 
 
 SECRET_TOKEN = "tok-9f3e-secret-value"
-
-
-async def test_updates_emitted_together_arrive_in_one_batch() -> None:
-    calls: list[list[ServiceUpdate]] = []
-    watcher = CatalogWatcher(None, settings_from_env({}), calls.append)  # type: ignore[arg-type]
-    watcher.emit(ServiceUpdate("a", "dc1", (), 1.0))
-    watcher.emit(ServiceUpdate("b", "dc1", None, 1.0))
-    assert calls == []
-    await asyncio.sleep(0)
-    assert [[u.name for u in batch] for batch in calls] == [["a", "b"]]
-
-
-def test_backoff_doubles_with_jitter_up_to_the_cap() -> None:
-    settings = settings_from_env({}, backoff_base="250ms", backoff_max="2s")
-    retrier = _Retrier(settings, WatchStatus("/x", "dc1", "test"))
-    for attempt, ceiling in [(1, 0.25), (2, 0.5), (3, 1.0), (4, 2.0), (10, 2.0), (100, 2.0)]:
-        state = RetryCallState(AsyncRetrying(), None, (), {})
-        state.attempt_number = attempt
-        delays = {retrier.backoff(state) for _ in range(50)}
-        assert all(ceiling / 2 <= d <= ceiling for d in delays), (attempt, delays)
-        assert len(delays) > 1  # jittered

@@ -10,11 +10,11 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bridge.consul_client import ConsulClient
+from bridge.catalog import ServiceUpdate
+from bridge.consul import CatalogWatcher, ConsulClient
 from bridge.consul_settings import ConsulSettings, settings_from_env
 from bridge.model import Health, Instance
 from bridge.tasks import within
-from bridge.watcher import CatalogWatcher, ServiceUpdate
 from consul_double import ConsulDouble
 
 Key = tuple[str, str]  # (service, datacenter)
