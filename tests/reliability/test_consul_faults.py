@@ -113,7 +113,7 @@ async def test_index_reset_keeps_serving_and_changes_still_arrive(stack: Stack) 
 async def test_acl_filtered_empty_reads_keep_the_last_known_state(
     stack: Stack, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="bridge.watcher")
+    caplog.set_level(logging.WARNING, logger="bridge.consul")
     stack.consul.acl.set_policy(TOKEN, {})  # the token can no longer see anything
     await touch(stack, 1)
     stack.consul.deregister("web-2")  # the reads that notice come back empty
