@@ -138,6 +138,41 @@ async def test_index_reset_still_delivers_changes(running: Running) -> None:
     await running.until(lambda: running.rec.ids("web") == {"web-1"})
 
 
+async def test_after_an_index_reset_the_watch_does_not_wait_for_the_old_index(
+    consul: ConsulDouble,
+) -> None:
+    web_and_api(consul)
+    for round_ in range(5):  # move the indexes well above what a reset leaves
+        register(consul, "api", "api-1", port=9090, meta={"round": str(round_)})
+    # Blocking queries wait up to 5 minutes: a watch still holding the pre-reset index would
+    # not hear of any change for that long (Consul answers only once the index passes it).
+    async with watching(consul, wait="5m") as run:
+        await run.ready()
+        before = max(int(str(w["index"])) for w in run.watcher.status()["watches"])
+        # A reset wakes the queries Consul holds; one sent after it with an old index would
+        # wait like any other (in Consul too). So every watch must be held when it happens.
+        watches = [w for w in run.watcher.status()["watches"] if w["path"] != "/v1/agent/self"]
+        await run.until(
+            lambda: held_queries(consul) == len(watches), what="every watch held by Consul"
+        )
+        consul.reset_index()
+        await run.until(
+            lambda: all(int(str(w["index"])) < before for w in run.watcher.status()["watches"]),
+            what="every watch to see the index go backwards",
+        )
+        register(consul, "web", "web-1", port=7777)
+        await run.until(
+            lambda: _port(run.rec, "web-1") == 7777, timeout=15, what="a change after the reset"
+        )
+        consul.deregister("api-1")
+        await run.until(lambda: run.rec.ids("api") is None, timeout=15, what="a removal")
+
+
+def held_queries(consul: ConsulDouble) -> int:
+    """Requests the double has accepted and not answered: blocking queries it holds."""
+    return consul.stats.requests_total - sum(consul.stats.responses_by_status.values())
+
+
 def _port(rec: Recorder, instance_id: str) -> int | None:
     found = rec.instance("web", instance_id)
     return None if found is None else found.port
