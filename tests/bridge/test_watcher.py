@@ -19,6 +19,7 @@ from tests.bridge.test_watcher_support import (
     Change,
     Recorder,
     Running,
+    every_watch_held,
     register,
     watching,
     web_and_api,
@@ -151,10 +152,7 @@ async def test_after_an_index_reset_the_watch_does_not_wait_for_the_old_index(
         before = max(int(str(w["index"])) for w in run.watcher.status()["watches"])
         # A reset wakes the queries Consul holds; one sent after it with an old index would
         # wait like any other (in Consul too). So every watch must be held when it happens.
-        watches = [w for w in run.watcher.status()["watches"] if w["path"] != "/v1/agent/self"]
-        await run.until(
-            lambda: held_queries(consul) == len(watches), what="every watch held by Consul"
-        )
+        await every_watch_held(run)
         consul.reset_index()
         await run.until(
             lambda: all(int(str(w["index"])) < before for w in run.watcher.status()["watches"]),
@@ -166,11 +164,6 @@ async def test_after_an_index_reset_the_watch_does_not_wait_for_the_old_index(
         )
         consul.deregister("api-1")
         await run.until(lambda: run.rec.ids("api") is None, timeout=15, what="a removal")
-
-
-def held_queries(consul: ConsulDouble) -> int:
-    """Requests the double has accepted and not answered: blocking queries it holds."""
-    return consul.stats.requests_total - sum(consul.stats.responses_by_status.values())
 
 
 def _port(rec: Recorder, instance_id: str) -> int | None:
@@ -186,6 +179,11 @@ async def test_errors_are_retried_without_empty_updates_and_recover(
     running: Running, fault: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     consul, rec = running.consul, running.rec
+    caplog.set_level(logging.DEBUG, logger="bridge.watcher")
+    # A fault meets only the requests Consul receives from now on: the web watch's query that
+    # Consul holds would still be answered normally, with whatever changed meanwhile. So it is
+    # answered first, by a harmless change, and its next request meets the fault.
+    await every_watch_held(running)
     prefix = "/v1/health/service/web"
     if fault == "http 500":
         consul.faults.error(status=500, body="No cluster leader", path_prefix=prefix)
@@ -195,18 +193,27 @@ async def test_errors_are_retried_without_empty_updates_and_recover(
         consul.faults.too_many_requests(times=None, path_prefix=prefix)
     else:
         consul.faults.error(status=200, body="{not json", path_prefix=prefix)
+    register(consul, "web", "web-1", port=8080, meta={"k": "v", "touched": "yes"})
+    await running.until(
+        lambda: _touched(rec, "web-1") and _web_errors(running) >= 1,
+        what="the touch answered, then the web watch meeting the fault",
+    )
     mark = rec.mark()
-    with caplog.at_level(logging.DEBUG, logger="bridge.watcher"):
-        consul.deregister("web-2")
-        await running.until(
-            lambda: _web_errors(running) >= 3, what="several failed attempts on the web watch"
-        )
-        assert rec.since(mark) == []  # the last known state is kept while erroring
-        consul.faults.clear()
-        await running.until(lambda: rec.ids("web") == {"web-1"}, what="recovery")
+    consul.deregister("web-2")
+    await running.until(
+        lambda: _web_errors(running) >= 3, what="several failed attempts on the web watch"
+    )
+    assert rec.since(mark) == []  # the last known state is kept while erroring
+    consul.faults.clear()
+    await running.until(lambda: rec.ids("web") == {"web-1"}, what="recovery")
     assert all(u.instances for u in rec.since(mark))
     assert "retrying in" in caplog.text
     assert _statuses(running, "/web")[0]["failing"] == 0
+
+
+def _touched(rec: Recorder, instance_id: str) -> bool:
+    found = rec.instance("web", instance_id)
+    return found is not None and found.meta_dict.get("touched") == "yes"
 
 
 def _web_errors(run: Running) -> int:
