@@ -3,6 +3,8 @@ versions that depend on content only, and services that go away taking their clu
 
 from __future__ import annotations
 
+import aiohttp
+
 from bridge.app import Bridge
 from bridge.catalog import ServiceUpdate
 from bridge.model import Instance
@@ -31,13 +33,23 @@ async def test_a_node_connecting_before_the_first_complete_read_gets_nothing_unt
                 lambda: held.hits >= 1 and bool(bridge.registry.by_node(NODE)),
                 what="the node's stream open while the first read is held",
             )
-            assert not bridge.readiness()[0]
+            status, body = await readyz(bridge)
+            assert status == 503
+            assert body["status"] == "not ready"
+            assert "first complete read" in body["reason"]
             consul.faults.clear()
             # The first response the node ever gets is the real catalog, never an empty one
             # that would wipe its clusters.
             first = await client.recv(timeout=15)
             assert names_in(first) == ["web"]
-            assert bridge.readiness()[0]
+            assert (await readyz(bridge))[0] == 200
+
+
+async def readyz(bridge: Bridge) -> tuple[int, dict[str, str]]:
+    url = f"http://127.0.0.1:{bridge.admin_port}/readyz"
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        body: dict[str, str] = await response.json()
+        return response.status, body
 
 
 def instance(service: str, number: int, port: int = 8080) -> Instance:
