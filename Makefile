@@ -22,8 +22,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# A fixed test order in CI; `make pytest PYTEST_ORDER=` (or plain `.venv/bin/pytest`) shuffles it
+# with pytest-randomly, printing the seed (`--randomly-seed=N` replays an order).
+PYTEST_ORDER ?= -p no:randomly
 pytest: $(STAMP)
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest $(PYTEST_ORDER) $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 
@@ -32,7 +35,7 @@ demo: $(STAMP)
 
 # The long reliability soaks at full size (make test runs them shortened).
 soak: $(STAMP)
-	SOAK=1 $(BIN)/pytest -m soak $(PYTEST_ARGS)
+	SOAK=1 $(BIN)/pytest $(PYTEST_ORDER) -m soak $(PYTEST_ARGS)
 
 # Benchmarks: results in benchmarks/results/ (SUMMARY.md, summary.json, latency.png, one JSON
 # each). A benchmark that fails or reports an implausible figure makes the run exit non-zero;
