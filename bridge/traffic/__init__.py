@@ -25,6 +25,7 @@ from .chain_model import (
     Target,
     TargetCluster,
 )
+from .clusters import build_chain_clusters, build_target_cluster
 from .entries import (
     KINDS,
     ConfigEntry,
@@ -36,7 +37,10 @@ from .entries import (
 )
 from .entry_set import ConfigEntries, parse_entries
 from .filters import SELECTORS, FilterError, SubsetFilter, parse_filter
+from .grpc import grpc_chain, grpc_resources
+from .naming import target_cluster_name
 from .problems import EntryKey, EntryProblem
+from .routes import build_routes
 
 __all__ = [
     "FULL_WEIGHT",
@@ -61,7 +65,13 @@ __all__ = [
     "SubsetFilter",
     "Target",
     "TargetCluster",
+    "build_chain_clusters",
+    "build_routes",
+    "build_target_cluster",
     "compile_chain",
+    "grpc_chain",
+    "grpc_resources",
     "parse_entries",
     "parse_filter",
+    "target_cluster_name",
 ]
