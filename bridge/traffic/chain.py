@@ -114,7 +114,7 @@ class _Compiler:
             raise _Failed(list(problems))
 
     def _fail(self, origin: Origin, message: str) -> _Failed:
-        return _Failed([EntryProblem(origin.kind, origin.name, origin.field, message)])
+        return _Failed([origin.warn("", message)])
 
     def _resolver(self, service: str) -> ServiceResolver | None:
         self._lookup(SERVICE_RESOLVER, service)
@@ -141,16 +141,10 @@ class _Compiler:
         if not self.protocol:
             self.protocol = protocol
         elif protocol != self.protocol:
-            raise _Failed(
-                [
-                    EntryProblem(
-                        SERVICE_DEFAULTS,
-                        service,
-                        "Protocol",
-                        f"chain {self.service!r} uses inconsistent protocols: service "
-                        f"{service!r} has {protocol!r}, not {self.protocol!r}",
-                    )
-                ]
+            raise self._fail(
+                Origin(SERVICE_DEFAULTS, service, "Protocol"),
+                f"chain {self.service!r} uses inconsistent protocols: service {service!r} has "
+                f"{protocol!r}, not {self.protocol!r}",
             )
 
     # ------------------------------------------------------------------ assembly
@@ -171,18 +165,10 @@ class _Compiler:
                 routes.append(replace(chain_route, match=route.match, destination=dest))
         routes.append(self._route_to(self.service, "", None))
         if self.advanced and self.protocol not in HTTP_LIKE:
-            kind, name = self.advanced[0]
-            raise _Failed(
-                [
-                    EntryProblem(
-                        kind,
-                        name,
-                        "",
-                        f"chain {self.service!r} uses protocol {self.protocol!r}, which does not "
-                        "allow routing or splitting (set Protocol to http, http2 or grpc in "
-                        "service-defaults)",
-                    )
-                ]
+            raise self._fail(
+                Origin(*self.advanced[0], ""),
+                f"chain {self.service!r} uses protocol {self.protocol!r}, which does not allow "
+                "routing or splitting (set Protocol to http, http2 or grpc in service-defaults)",
             )
         home = Target(self.service, "", self.dc)
         default = not self.advanced and set(self.clusters) == {home}
@@ -300,34 +286,12 @@ class _Compiler:
         target, subset, resolver = self._resolve_level(wanted, origin)
         if target in self.clusters:
             return target
-        failover: list[Level] = []
-        spec = resolver.failover_for(target.subset) if resolver is not None else None
-        if resolver is not None and spec is not None:
-            key = target.subset if dict(resolver.failover).get(target.subset) else "*"
-            here = Origin(SERVICE_RESOLVER, resolver.name, f"Failover[{key}]")
-            if spec.datacenters:
-                wanted_levels = [
-                    _rewrite(target, spec.service, spec.service_subset, dc)
-                    for dc in spec.datacenters
-                ]
-            elif spec.targets:
-                wanted_levels = [
-                    _rewrite(target, t.service, t.service_subset, t.datacenter)
-                    for t in spec.targets
-                ]
-            else:
-                wanted_levels = [_rewrite(target, spec.service, spec.service_subset, "")]
-            for candidate in wanted_levels:
-                if candidate == target:
-                    continue  # never fail over to yourself
-                level_target, level_subset, _ = self._resolve_level(candidate, here)
-                if level_target != target and level_target not in (lv.target for lv in failover):
-                    failover.append(Level(level_target, level_subset))
+        failover = self._failover(target, resolver) if resolver is not None else ()
         lb = resolver.load_balancer if resolver is not None else None
         upstream = self._upstream(target.service)
         self.clusters[target] = TargetCluster(
             primary=Level(target, subset),
-            failover=tuple(failover),
+            failover=failover,
             protocol=self.protocol,
             connect_timeout=resolver.connect_timeout if resolver else None,
             request_timeout=resolver.request_timeout if resolver else None,
@@ -337,6 +301,32 @@ class _Compiler:
             resolver=resolver.name if resolver else "",
         )
         return target
+
+    def _failover(self, target: Target, resolver: ServiceResolver) -> tuple[Level, ...]:
+        """The resolver's failover for the target's subset (else ``*``), in order, each level
+        through its own resolver's redirect and default subset; never the target itself."""
+        spec = resolver.failover_for(target.subset)
+        if spec is None:
+            return ()
+        key = target.subset if dict(resolver.failover).get(target.subset) else "*"
+        here = Origin(SERVICE_RESOLVER, resolver.name, f"Failover[{key}]")
+        if spec.datacenters:
+            wanted = [
+                _rewrite(target, spec.service, spec.service_subset, dc) for dc in spec.datacenters
+            ]
+        elif spec.targets:
+            wanted = [
+                _rewrite(target, t.service, t.service_subset, t.datacenter) for t in spec.targets
+            ]
+        else:
+            wanted = [_rewrite(target, spec.service, spec.service_subset, "")]
+        levels: dict[Target, Level] = {}
+        for candidate in wanted:
+            if candidate != target:
+                level_target, subset, _ = self._resolve_level(candidate, here)
+                if level_target != target:
+                    levels.setdefault(level_target, Level(level_target, subset))
+        return tuple(levels.values())
 
     def _upstream(self, service: str) -> UpstreamConfig | None:
         source = self.upstream_source or service

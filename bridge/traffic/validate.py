@@ -146,6 +146,8 @@ def _resolver(entry: ServiceResolver, report: Report) -> None:
             report("Redirect", "Redirect and Failover cannot both be set")
         if not (redirect.service or redirect.service_subset or redirect.datacenter):
             report("Redirect", "a redirect must set Service, ServiceSubset or Datacenter")
+        if redirect.service_subset and not redirect.service:
+            report("Redirect.ServiceSubset", "a redirect to a subset must name its Service")
         same = redirect.service in ("", entry.name)
         if redirect.service_subset and same and redirect.service_subset not in names:
             report("Redirect.ServiceSubset", f"{redirect.service_subset!r} is not a defined subset")

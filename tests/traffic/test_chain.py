@@ -179,6 +179,13 @@ def test_default_subset_applies_unless_a_subset_is_named() -> None:
 def test_redirects_move_traffic_to_another_service_or_datacenter() -> None:
     to_api = chain_of(compiled("web", resolver("web", Redirect={"Service": "api"})))
     assert [c.target for c in to_api.clusters] == [web(service="api")]
+    to_subset = chain_of(
+        compiled(
+            "web",
+            resolver("web", Subsets=VERSIONED, Redirect={"Service": "web", "ServiceSubset": "v2"}),
+        )
+    )
+    assert [c.target for c in to_subset.clusters] == [web("v2")]
     to_dc2 = chain_of(compiled("web", resolver("web", Redirect={"Datacenter": "dc2"})))
     assert [c.target for c in to_dc2.clusters] == [web(dc="dc2")]
     assert to_dc2.watches() == {("web", "dc2")}

@@ -149,3 +149,10 @@ def test_escapes_in_double_quoted_strings() -> None:
 def test_filters_the_bridge_refuses_say_why(text: str, words: str) -> None:
     with pytest.raises(FilterError, match=re.escape(words)):
         parse_filter(text)
+
+
+def test_bare_words_that_start_like_keywords_are_values() -> None:
+    tagged = instance("web-3", tags=("notable", "inside", "order"))
+    assert matches("notable in Service.Tags and inside in Service.Tags", tagged)
+    assert matches("Service.Tags contains order", tagged)
+    assert not matches("orange in Service.Tags or andy in Service.Tags", tagged)
