@@ -41,7 +41,7 @@ from .chain_model import Chain, Level, TargetCluster
 from .entries import PassiveHealthCheck, UpstreamLimits
 from .naming import target_cluster_name
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # what this module uses of bridge.resources' (private) per-service options
     from _typeshed import DataclassInstance
 
     class _ServiceOptions(DataclassInstance, Protocol):
@@ -98,9 +98,8 @@ def build_target_cluster(
 
     assignment = endpoint_pb2.ClusterLoadAssignment(cluster_name=name)
     for level, found in selected:
-        level_settings = replace(settings, warning_is_healthy=False)
-        if not level.subset.only_passing:
-            level_settings = settings
+        only_passing = level.subset.only_passing
+        level_settings = replace(settings, warning_is_healthy=False) if only_passing else settings
         dc = level.target.datacenter
         view = ServiceView(level.target.service, (dc,), {dc: found})
         part, part_warnings = load_assignment(view, level_settings, dns)
