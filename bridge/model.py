@@ -60,6 +60,8 @@ class Instance:
     weight_passing: int = 1
     weight_warning: int = 1
     checks: tuple[Check, ...] = ()
+    kind: str = ""  # Service.Kind: "" for a typical service, else connect-proxy, mesh-gateway, ...
+    node_meta: tuple[tuple[str, str], ...] = ()  # sorted pairs; read by subset filters (Node.Meta)
 
     @property
     def health(self) -> Health:
@@ -148,6 +150,8 @@ def parse_instance(entry: Mapping[str, Any], datacenter: str | None = None) -> I
         weight_passing=_weight(service.get("Weights"), "Passing"),
         weight_warning=_weight(service.get("Weights"), "Warning"),
         checks=checks,
+        kind=str(service.get("Kind") or ""),
+        node_meta=_pairs(node.get("Meta")),
     )
 
 
