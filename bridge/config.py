@@ -146,6 +146,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("consul.min_interval", duration(), "100ms",
             "Minimum spacing between two calls of one watch (at most consul.wait)",
             "--consul-min-interval"),
+    Setting("consul.config_entries", BOOL, True,
+            "Read Consul's discovery config entries (service-defaults, proxy-defaults, "
+            "service-resolver, -splitter, -router) and serve the routing they describe",
+            "--config-entries"),
     Setting("services.include", NAMES, (), "Only these services (glob patterns)",
             "--include-services"),
     Setting("services.exclude", NAMES, ("consul",), "Never these services (glob patterns)",
@@ -157,6 +161,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("services.warning_is_healthy", BOOL, True,
             "Consul 'warning' instances receive traffic (with Weights.Warning)",
             "--warning-is-healthy"),
+    Setting("services.include_mesh_kinds", BOOL, False,
+            "Serve instances whose Kind is connect-proxy, mesh-gateway, terminating-gateway, "
+            "ingress-gateway or api-gateway as ordinary backends", "--include-mesh-kinds"),
     Setting("xds.listen", HOST_PORT, "0.0.0.0:18000", "gRPC xDS listen address",
             "--xds-listen"),
     Setting("xds.node_key", NODE_KEY, "id",

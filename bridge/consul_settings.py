@@ -97,7 +97,9 @@ def _any_match(patterns: Iterable[str], values: Iterable[str]) -> bool:
 _KEYS: Mapping[str, str] = {
     s.key.rpartition(".")[2]: s.key
     for s in SETTINGS
-    if s.key.startswith(("consul.", "services.")) and s.key != "services.warning_is_healthy"
+    if s.key.startswith(("consul.", "services."))
+    and s.key
+    not in ("services.warning_is_healthy", "services.include_mesh_kinds", "consul.config_entries")
 }
 _AS_IS: tuple[str, ...] = ("datacenters", "max_connections", "wait", "min_interval")
 _AS_IS += ("include", "exclude", "include_tags", "exclude_tags")
