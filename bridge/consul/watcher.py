@@ -18,10 +18,13 @@ from functools import partial
 from typing import Any
 
 from ..catalog import ServiceUpdate
+from ..config_entries import ConfigEntriesUpdate
 from ..consul_settings import ConsulSettings
 from ..tasks import cancel_and_wait
 from .blocking import WatchContext
 from .client import Client, ConsulError, ConsulResponse
+from .config_entries import CONNECTIONS as CONFIG_ENTRY_CONNECTIONS
+from .config_entries import ConfigEntryWatch
 from .datacenter import Datacenter
 from .retry import RECOVERY_PROBE_INTERVAL, Recovery, Retrier, WatchStatus
 from .supervise import supervise
@@ -29,6 +32,7 @@ from .supervise import supervise
 log = logging.getLogger(__name__)
 
 OnUpdate = Callable[[list[ServiceUpdate]], None]
+OnConfigEntries = Callable[[ConfigEntriesUpdate], None]
 
 
 async def read_local_datacenter(client: Client) -> str:
@@ -76,7 +80,11 @@ class CatalogWatcher:
         settings: ConsulSettings,
         on_update: OnUpdate,
         on_update_error: Callable[[BaseException], None] | None = None,
+        on_config_entries: OnConfigEntries | None = None,
     ) -> None:
+        """``on_config_entries``: when given, the local datacenter's config entries are watched
+        too (:mod:`.config_entries`, with connections from its budget), each changed table is
+        handed to it, and readiness waits for their first read."""
         self.client = client
         self.settings = settings
         self.on_update = on_update
@@ -88,6 +96,8 @@ class CatalogWatcher:
         self.update_errors = 0
         self._agent = Retrier(settings, WatchStatus("/v1/agent/self", "", "agent"), self.recovery)
         self._dcs: list[Datacenter] = []
+        self.on_config_entries = on_config_entries
+        self._entries: ConfigEntryWatch | None = None
         self._acl_filtered_warned = False
         self._leaderless_warned = False
 
@@ -118,6 +128,9 @@ class CatalogWatcher:
         self.local_datacenter = local
         self.datacenters = tuple(dict.fromkeys((local, *self.settings.datacenters)))
         budgets = split_budget(self.settings.max_connections, len(self.datacenters))
+        if self.on_config_entries is not None:
+            budgets[0] -= min(CONFIG_ENTRY_CONNECTIONS, max(0, budgets[0] - 2))
+            self._entries = ConfigEntryWatch(self._context(local, True), self._deliver_entries)
         self._dcs = [
             Datacenter(self._context(dc, dc == local), budget, self._deliver)
             for dc, budget in zip(self.datacenters, budgets, strict=True)
@@ -132,6 +145,10 @@ class CatalogWatcher:
             for dc in self._dcs:
                 name = f"consul-dc-{dc.name}"
                 group.create_task(supervise(name, dc.run, self.settings), name=name)
+            if self._entries is not None:
+                run_entries = self._entries.run
+                name = "consul-config-entries"
+                group.create_task(supervise(name, run_entries, self.settings), name=name)
             group.create_task(self._become_ready())
 
     def _context(self, datacenter: str, is_local: bool) -> WatchContext:
@@ -147,6 +164,8 @@ class CatalogWatcher:
     async def _become_ready(self) -> None:
         for dc in self._dcs:
             await dc.ready.wait()
+        if self._entries is not None:
+            await self._entries.ready.wait()
         self.ready.set()
         log.info("Consul catalog read once in every datacenter: ready")
 
@@ -159,6 +178,18 @@ class CatalogWatcher:
                 "on_update failed for service %s (dc %s): what is served may be stale",
                 update.name,
                 update.datacenter,
+            )
+            if self.on_update_error is not None:
+                self.on_update_error(exc)
+
+    def _deliver_entries(self, update: ConfigEntriesUpdate) -> None:
+        assert self.on_config_entries is not None
+        try:
+            self.on_config_entries(update)
+        except Exception as exc:
+            self.update_errors += 1
+            log.exception(
+                "on_config_entries failed (dc %s): what is served may be stale", update.datacenter
             )
             if self.on_update_error is not None:
                 self.on_update_error(exc)
@@ -179,6 +210,8 @@ class CatalogWatcher:
     def status(self) -> dict[str, Any]:
         """For ``/debug/consul``: every watch with its index, last change and errors."""
         watches = [self._agent.status, *(s for dc in self._dcs for s in dc.statuses())]
+        if self._entries is not None:
+            watches += self._entries.statuses()
         return {
             "address": self.settings.address,
             "local_datacenter": self.local_datacenter,
