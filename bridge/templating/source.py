@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from envoy.config.core.v3 import base_pb2
 
@@ -25,7 +25,7 @@ from ..catalog import Catalog
 from ..config import Config
 from ..resources import BuildSettings
 from .checks import precheck
-from .context import NodeContext, ServiceContexts, node_context, template_context
+from .context import ChainRoutes, NodeContext, ServiceContexts, node_context, template_context
 from .errors import TemplateError
 from .rendering import render_set
 from .rules import Rule, parse_rules, select_set
@@ -45,6 +45,15 @@ class RecordedError:
     message: str
     template_set: str
     at: float  # time.time()
+
+
+class TrafficViews(Protocol):
+    """The compiled chains templates see (``bridge.chains.Traffic``)."""
+
+    @property
+    def views(self) -> Mapping[str, ChainRoutes]: ...
+    @property
+    def generation(self) -> int: ...
 
 
 def node_error(problem: str, node: base_pb2.Node, key: str) -> str:
@@ -69,7 +78,11 @@ class TemplateSource:
         build: BuildSettings | None = None,
         on_change: Callable[[], None] | None = None,
         cache_size: int = 1024,
+        traffic: TrafficViews | None = None,
     ) -> None:
+        """``traffic``: the compiled chains (``svc.routes`` ...); the bridge sets it when it
+        builds its publisher, as it sets ``on_change``."""
+        self.traffic = traffic
         self.directory = Path(directory) if directory else BUNDLED_DIR
         self.default_set = default_set
         self.rules = tuple(rules)
@@ -79,7 +92,7 @@ class TemplateSource:
         self.cache_size = cache_size
         self._sets = TemplateSets(self.directory)
         self._services = ServiceContexts(self.build)
-        self._catalog_stamp: tuple[int, int] | None = None
+        self._catalog_stamp: tuple[int, int, int] | None = None
         self._cache: dict[_Key, _Result] = {}
         self._watcher = TemplateWatcher(self.directory, self.reload, self._changed)
         #: Latest error per node key (cleared by its next good render).
@@ -145,11 +158,12 @@ class TemplateSource:
 
     def _update_services(self, catalog: Catalog) -> None:
         """Refresh the service contexts: O(1) when the catalog's ``generation`` is unchanged."""
-        stamp = (id(catalog), catalog.generation)
+        traffic = self.traffic
+        stamp = (id(catalog), catalog.generation, traffic.generation if traffic else -1)
         if stamp == self._catalog_stamp:
             return
         self._catalog_stamp = stamp
-        self._services.update(catalog.views())
+        self._services.update(catalog.views(), traffic.views if traffic else None)
 
     def key_released(self, key: str) -> None:
         """The last stream of ``key`` went: forget its recorded error."""
@@ -160,7 +174,7 @@ class TemplateSource:
         services = self._services.services
         context = template_context(node, services, self.variables)
         try:
-            return render_set(tset, context, (s.cluster for s in services))
+            return render_set(tset, context, (c for s in services for c in s.clusters))
         except TemplateError as exc:
             self.render_errors_total[tset.name] += 1
             return exc
