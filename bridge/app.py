@@ -31,6 +31,8 @@ from xds_server import (
 
 from . import debug
 from .admin import AdminViews, JsonView, admin_app, start_admin
+from .chains import GrpcClusterVariants, Traffic
+from .chains.metrics import QuarantinedEntriesCollector
 from .config import Config
 from .consul import CatalogWatcher, ConsulClient
 from .consul_settings import ConsulSettings, consul_settings
@@ -39,6 +41,7 @@ from .metrics import Metrics, TemplateErrorsCollector, XdsMetricsObserver
 from .publisher import Publisher
 from .resources import BuildSettings
 from .security import XdsTls, authorize_node_by_san, check_xds_tls, server_credentials
+from .service_kinds import without_mesh_kinds
 from .tasks import cancel_and_wait
 from .templating import TemplateSource
 from .values import parse_host_port
@@ -71,6 +74,8 @@ class BridgeConfig:
     xds_tls_client_ca: str = ""  # clients must present a certificate signed by this CA (mTLS)
     xds_require_node_san: bool = False  # a client's node id must be one of its cert's SANs
     admin_debug_token: str = field(default="", repr=False)  # bearer token for /debug/*
+    config_entries: bool = True  # read Consul's config entries and serve their routing
+    include_mesh_kinds: bool = False  # serve connect-proxy and gateway instances as backends
 
     @property
     def xds_tls(self) -> XdsTls:
@@ -100,6 +105,8 @@ def bridge_config(config: Config) -> BridgeConfig:
         xds_tls_client_ca=config["xds.tls_client_ca"],
         xds_require_node_san=config["xds.require_node_san"],
         admin_debug_token=config["admin.debug_token"],
+        config_entries=config["consul.config_entries"],
+        include_mesh_kinds=config["services.include_mesh_kinds"],
     )
     check_xds_tls(bridge.xds_tls)
     return bridge
@@ -117,9 +124,23 @@ class Bridge:
         self.registry.add_observer(XdsMetricsObserver(self.metrics, self.registry))
         self.registry.add_observer(StreamEventLogger())
         self.cache = SnapshotCache(node_key_function(config.node_key))
-        self.publisher = Publisher(
-            self.cache, config.build, node_config, config.debounce, self._rebuilt
+        # Consul's config entries → chains: extra clusters for everyone, routes for templates,
+        # gRPC variants of clusters for gRPC nodes.
+        self.traffic = traffic = Traffic(config.build)
+        node_source = (
+            GrpcClusterVariants(node_config, lambda: traffic.grpc_variants)
+            if node_config is not None
+            else None
         )
+        self.publisher = Publisher(
+            self.cache,
+            config.build,
+            node_source,
+            config.debounce,
+            self._rebuilt,
+            traffic=traffic if config.config_entries else None,
+        )
+        self.metrics.registry.register(QuarantinedEntriesCollector(traffic.quarantined_counts))
         self.discovery = DiscoveryServer(
             self.cache,
             self.registry,
@@ -129,6 +150,7 @@ class Bridge:
         self.templates = templates = node_config
         if templates is not None:
             templates.on_change = self.publisher.republish
+            templates.traffic = traffic
             self.metrics.registry.register(
                 TemplateErrorsCollector(lambda: templates.render_errors_total)
             )
@@ -137,11 +159,13 @@ class Bridge:
             on_request=self._consul_request,
             on_connections=self.metrics.consul_connections.set,
         )
+        submit = self.publisher.submit
         self.watcher = CatalogWatcher(
             self.client,
             config.consul,
-            self.publisher.submit,
+            submit if config.include_mesh_kinds else without_mesh_kinds(submit),
             on_update_error=lambda exc: self.metrics.catalog_update_errors.inc(),
+            on_config_entries=self.publisher.submit_entries if config.config_entries else None,
         )
         self.xds_port = 0
         self.admin_port = 0
@@ -193,7 +217,8 @@ class Bridge:
 
     def debug_views(self) -> dict[str, JsonView]:
         """``/debug/clients``, ``/debug/resources?node=ID[&cluster=C]``, ``/debug/consul``,
-        ``/debug/templates`` (sets and the latest error per node key)."""
+        ``/debug/templates`` (sets and the latest error per node key), ``/debug/traffic``
+        (config entries, and each service's compiled chain with any entry problem)."""
 
         def clients(query: Mapping[str, str]) -> tuple[int, Any]:
             return 200, debug.clients_view(self.registry)
@@ -219,11 +244,15 @@ class Bridge:
                 return 200, {"template_sets": [], "errors": {}}
             return 200, debug.templates_view(self.templates)
 
+        def traffic(query: Mapping[str, str]) -> tuple[int, Any]:
+            return 200, self.traffic.debug_view()
+
         return {
             "clients": clients,
             "resources": resources,
             "consul": consul,
             "templates": templates,
+            "traffic": traffic,
         }
 
     async def _become_ready(self) -> None:
