@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from envoy.config.core.v3 import base_pb2
 
-from xds_server.resource import Resource
+from xds_server.resource import CLUSTER, Resource
 
 from ..catalog import Catalog
 from ..publisher import NodeConfigSource
@@ -42,7 +42,7 @@ class GrpcClusterVariants:
         variants = self.variants()
         if not variants:
             return resources
-        own = {r.name for r in resources}
+        own = {r.name for r in resources if r.type_url == CLUSTER}  # the set's own win
         return (*resources, *(v for name, v in sorted(variants.items()) if name not in own))
 
     def key_released(self, key: str) -> None:

@@ -8,7 +8,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -163,9 +163,12 @@ class GrpcClient:
             raise AssertionError(f"gRPC client exited with {await self.process.wait()}")
         return raw.decode().strip()
 
-    async def calls(self, count: int = 8, timeout: float = 30) -> list[str]:
+    async def calls(
+        self, count: int = 8, timeout: float = 30, metadata: Mapping[str, str] | None = None
+    ) -> list[str]:
         assert self.process.stdin is not None
-        self.process.stdin.write(f"call {count}\n".encode())
+        pairs = "".join(f" {key}={value}" for key, value in (metadata or {}).items())
+        self.process.stdin.write(f"call {count}{pairs}\n".encode())
         await self.process.stdin.drain()
         answers: list[str] = json.loads(await self._line(timeout))
         return answers
