@@ -11,10 +11,10 @@ requests per change.
 The rules are the catalog's: errors are retried forever with the same backoff, and never change
 what was delivered. Two reads that look like loss rather than change keep the last entries:
 
-* a table that comes back **empty right after a failure** while entries were known (a Consul
-  server restarted without its data answers exactly so) is held, with a WARNING, until a
-  blocking read on that empty state confirms it without a failure in between (a restore within
-  that wait shows up as entries again and nothing was lost);
+* a table that comes back **empty right after a failure or with its index gone backwards**
+  while entries were known (a Consul server restarted without its data answers exactly so) is
+  held, with a WARNING, until a blocking read on that empty state confirms it without a failure
+  in between (a restore within that wait shows up as entries again and nothing was lost);
 * entries that vanish from a list Consul marks as **filtered by ACLs** may only be hidden from
   the token: they are kept, with a WARNING.
 
@@ -77,7 +77,8 @@ class ConfigEntryWatch:
         self._deliver = deliver
         self._delivered: Entries | None = None
         self._errors_seen = 0  # error count after the last successful round
-        self._holding_since: int | None = None  # error count when an empty table was held
+        self._index_seen = 0  # the table's index in the last successful round
+        self._holding = False  # an empty table is held, waiting for confirmation
         self._hidden_warned: frozenset[tuple[str, str]] = frozenset()
 
     def statuses(self) -> list[WatchStatus]:
@@ -89,7 +90,10 @@ class ConfigEntryWatch:
     async def run(self) -> None:
         while True:
             blocked = self.trigger.index >= 1  # this read waits on the state last seen
-            resp, _ = await self.trigger.next_change(index_bumps=True)
+            if not self._holding:
+                resp, _ = await self.trigger.next_change(index_bumps=True)
+            else:  # one read: a wait that ends quietly confirms the empty table
+                resp = await self.trigger.fetch()
             responses = {self.trigger_kind: resp}
             for kind, retrier in self.rereads.items():
                 responses[kind] = await retrier.call(partial(self._list, kind, retrier.status))
@@ -107,14 +111,16 @@ class ConfigEntryWatch:
     # ------------------------------------------------------------ one round of reads
     def _round(self, responses: Mapping[str, ConsulResponse], blocked: bool) -> None:
         errors = self._errors()
-        failed = errors > self._errors_seen
-        self._errors_seen = errors
+        index = max(r.index for r in responses.values())
+        # A failure, or an index gone backwards: a restarted or restored server.
+        failed = errors > self._errors_seen or index < self._index_seen
+        self._errors_seen, self._index_seen = errors, index
         entries = self._entries(responses)
         known = self._delivered
         emptied = known is not None and not _count(entries) and _count(known) > 0
-        if emptied and not self._confirms_empty(failed, blocked, errors):
+        if emptied and not self._confirms_empty(failed, blocked):
             return
-        self._holding_since = None
+        self._holding = False
         if entries == known:
             return
         trigger = responses[self.trigger_kind]
@@ -122,7 +128,7 @@ class ConfigEntryWatch:
             self.datacenter,
             tuple(e for kind in ENTRY_KINDS for e in entries[kind]),
             trigger.received_at,
-            max(r.index for r in responses.values()),
+            index,
         )
         self._deliver(update)
         self._delivered = entries
@@ -131,25 +137,25 @@ class ConfigEntryWatch:
             status.last_change = now
         self.ready.set()
 
-    def _confirms_empty(self, failed: bool, blocked: bool, errors: int) -> bool:
+    def _confirms_empty(self, failed: bool, blocked: bool) -> bool:
         """An empty table where entries were known: accepted unless it follows a failure; then
         held until a blocking read on it, with no failure since, says the same."""
-        if self._holding_since is None:
+        if not self._holding:
             if not failed:
                 return True
-            self._holding_since = errors
+            self._holding = True
             log.warning(
-                "dc %s: Consul lists no config entries right after failing, where %d were "
-                "known; keeping them until a read without errors confirms the empty table "
-                "(a Consul server restarted without its data looks like this)",
+                "dc %s: Consul lists no config entries right after failing (or with its index "
+                "gone backwards), where %d were known; keeping them until a read without errors "
+                "confirms the empty table (a Consul server restarted without its data looks "
+                "like this)",
                 self.datacenter,
                 _count(self._delivered or {}),
             )
             return False
-        if blocked and errors == self._holding_since:
+        if blocked and not failed:
             log.warning("dc %s: Consul confirms it has no config entries", self.datacenter)
             return True
-        self._holding_since = errors
         return False
 
     def _entries(self, responses: Mapping[str, ConsulResponse]) -> Entries:
