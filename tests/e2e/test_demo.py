@@ -37,3 +37,9 @@ def test_make_demo_once_walks_through_and_exits_cleanly() -> None:
     assert "web-1" in after_move
     assert "web-2" not in after_move
     assert "mean" in line("3. bridge-measured push latency")
+    assert "header route in traffic within" in line("entries written")
+    split = line("HTTP (Host: web) x100")
+    assert "web-1" in split
+    assert "web-canary" in split
+    assert "HTTP" not in split.split("x100:")[1]  # no errors while the entries change
+    assert "web-canary x6" in line("with header x-canary: yes")
