@@ -34,14 +34,6 @@ class RouteView:
     clusters: tuple[str, ...]  # every cluster the routes (either variant) use
     chain_json: str  # a summary for custom template sets (see chain_summary)
 
-    @property
-    def routes(self) -> list[dict[str, Any]]:
-        return list(json.loads(self.routes_json))
-
-    @property
-    def grpc_routes(self) -> list[dict[str, Any]]:
-        return list(json.loads(self.grpc_routes_json))
-
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
