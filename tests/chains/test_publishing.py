@@ -162,3 +162,24 @@ async def test_grpc_clients_get_the_grpc_routes_and_cluster_variants() -> None:
     [route] = json.loads(context.grpc_routes_json)
     assert "hash_policy" not in route["route"]  # a cookie hash means nothing to gRPC
     assert route["route"]["weighted_clusters"]["clusters"][0]["name"] == "web~v1"
+
+
+async def test_a_timeout_from_the_entries_is_kept_and_others_get_the_services_own() -> None:
+    h = await started()
+    router = {
+        "Kind": "service-router",
+        "Name": "web",
+        "Routes": [
+            {
+                "Match": {"HTTP": {"PathPrefix": "/slow"}},
+                "Destination": {"ServiceSubset": "v2", "RequestTimeout": "3s"},
+            }
+        ],
+    }
+    h.entries(defaults("web"), resolver("web", Subsets=VERSIONED), router)
+    routes = h.node_resources(envoy_node())[ROUTE]["ingress_routes"]
+    [web_host] = [json_format.MessageToDict(vh) for vh in routes.virtual_hosts if vh.name == "web"]
+    slow, rest = web_host["routes"]
+    assert (slow["match"]["prefix"], slow["route"]["cluster"]) == ("/slow", "web~v2")
+    assert slow["route"]["timeout"] == "3s"
+    assert (rest["route"]["cluster"], rest["route"]["timeout"]) == ("web", "15s")
