@@ -33,6 +33,7 @@ class BootstrapOptions:
     tls_cert_file: str = ""  # client certificate for mTLS
     tls_key_file: str = ""
     tls_server_name: str = ""  # SNI and the name checked in the bridge's certificate
+    insecure_skip_verify: bool = False  # TLS without checking who the bridge is
     connect_timeout: str = "1s"
 
 
@@ -80,15 +81,16 @@ def xds_cluster(options: BootstrapOptions) -> dict[str, Any]:
             ],
         },
     }
-    if options.tls_ca_file or options.tls_cert_file:
+    if uses_tls(options):
         tls: dict[str, Any] = {"@type": _TLS_CONTEXT, "common_tls_context": {}}
         common = tls["common_tls_context"]
         common["alpn_protocols"] = ["h2"]
         if options.tls_ca_file:
             validation: dict[str, Any] = {"trusted_ca": {"filename": options.tls_ca_file}}
             if options.tls_server_name:
+                san_type = "IP_ADDRESS" if _is_ip(options.tls_server_name) else "DNS"
                 validation["match_typed_subject_alt_names"] = [
-                    {"san_type": "DNS", "matcher": {"exact": options.tls_server_name}}
+                    {"san_type": san_type, "matcher": {"exact": options.tls_server_name}}
                 ]
             common["validation_context"] = validation
         if options.tls_cert_file:
@@ -98,10 +100,57 @@ def xds_cluster(options: BootstrapOptions) -> dict[str, Any]:
                     "private_key": {"filename": options.tls_key_file},
                 }
             ]
-        if options.tls_server_name:
-            tls["sni"] = options.tls_server_name
+        if options.tls_server_name and not _is_ip(options.tls_server_name):
+            tls["sni"] = options.tls_server_name  # SNI carries host names only (RFC 6066)
         cluster["transport_socket"] = {"name": "envoy.transport_sockets.tls", "typed_config": tls}
     return cluster
+
+
+def uses_tls(options: BootstrapOptions) -> bool:
+    return bool(options.tls_ca_file or options.tls_cert_file or options.insecure_skip_verify)
+
+
+def check_tls(options: BootstrapOptions) -> None:
+    """ValueError when the TLS options would make an Envoy trust a bridge it cannot verify:
+    TLS needs ``--tls-ca`` (whose certificates to trust) and ``--tls-server-name`` (which of
+    them is the bridge), unless ``--insecure-skip-verify`` says otherwise."""
+    if options.tls_key_file and not options.tls_cert_file:
+        raise ValueError("--tls-key needs --tls-cert")
+    if options.tls_cert_file and not options.tls_key_file:
+        raise ValueError("--tls-cert needs --tls-key")
+    if not uses_tls(options) or options.insecure_skip_verify:
+        return
+    if not options.tls_ca_file:
+        raise ValueError(
+            "--tls-cert without --tls-ca: the Envoy would send its certificate to any server "
+            "and accept it as the bridge; give --tls-ca (the CA of the bridge's certificate) "
+            "and --tls-server-name, or --insecure-skip-verify to accept that risk"
+        )
+    if not options.tls_server_name:
+        raise ValueError(
+            "--tls-ca without --tls-server-name: any certificate that CA issued would be "
+            "accepted as the bridge; give --tls-server-name (a DNS name or IP address in the "
+            "bridge's certificate), or --insecure-skip-verify to accept that risk"
+        )
+
+
+def skip_verify_warning(options: BootstrapOptions) -> str | None:
+    """What ``--insecure-skip-verify`` leaves unchecked, for stderr (None: nothing)."""
+    if not options.insecure_skip_verify:
+        return None
+    if not options.tls_ca_file:
+        return (
+            "--insecure-skip-verify: this Envoy will accept ANY server certificate as the bridge "
+            "(no CA, no name check): whoever can intercept its connection can send it any "
+            "configuration"
+            + (" and receives its client certificate" if options.tls_cert_file else "")
+        )
+    if not options.tls_server_name:
+        return (
+            "--insecure-skip-verify: this Envoy will accept any certificate issued by "
+            f"{options.tls_ca_file} as the bridge (the name is not checked)"
+        )
+    return None
 
 
 def _is_ip(host: str) -> bool:
@@ -118,8 +167,7 @@ def bootstrap(options: BootstrapOptions) -> dict[str, Any]:
     """The bootstrap as a dict (``yaml.safe_dump`` it, or see :func:`bootstrap_yaml`)."""
     if not options.node_id:
         raise ValueError("--node-id must not be empty")
-    if options.tls_cert_file and not options.tls_key_file:
-        raise ValueError("--tls-cert needs --tls-key")
+    check_tls(options)
     node: dict[str, Any] = {"id": options.node_id, "cluster": options.node_cluster}
     if options.metadata:
         node["metadata"] = dict(options.metadata)
