@@ -5,7 +5,6 @@ It binds to 127.0.0.1 by default. ``/debug/*`` can additionally require a bearer
 
 from __future__ import annotations
 
-import hmac
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -13,6 +12,8 @@ from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from .security import bearer_matches
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,7 @@ class AdminViews:
     metrics: CollectorRegistry | None = None
     debug: Mapping[str, JsonView] = field(default_factory=dict)  # name -> view(query)
     debug_token: str = ""
+    redact: Callable[[str], str] = str  # applied to every /metrics and /debug body
 
 
 def admin_app(views: AdminViews | ReadyProbe) -> web.Application:
@@ -48,25 +50,24 @@ def admin_app(views: AdminViews | ReadyProbe) -> web.Application:
 
     async def metrics(request: web.Request) -> web.Response:
         assert admin.metrics is not None
-        body = generate_latest(admin.metrics)
+        body = admin.redact(generate_latest(admin.metrics).decode()).encode()
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def debug(request: web.Request) -> web.Response:
-        if admin.debug_token:
-            given = request.headers.get("Authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {admin.debug_token}".encode()):
-                return web.json_response(
-                    {"error": "a bearer token is required for /debug"},
-                    status=401,
-                    headers={"WWW-Authenticate": "Bearer"},
-                )
+        given = request.headers.get("Authorization", "")
+        if admin.debug_token and not bearer_matches(given, admin.debug_token):
+            return web.json_response(
+                {"error": "a bearer token is required for /debug"},
+                status=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         view = admin.debug.get(request.match_info["name"])
         if view is None:
             return web.json_response(
                 {"error": "unknown debug view", "views": sorted(admin.debug)}, status=404
             )
         status, body = view(request.query)
-        return web.json_response(body, status=status, dumps=_dumps)
+        return web.json_response(body, status=status, dumps=lambda v: admin.redact(_dumps(v)))
 
     app = web.Application()
     app.router.add_get("/healthz", healthz)

@@ -31,16 +31,23 @@ from xds_server import (
 
 from . import debug
 from .admin import AdminViews, JsonView, admin_app, start_admin
-from .config import Config
+from .config import Config, ConfigError
 from .consul import CatalogWatcher, ConsulClient
 from .consul_settings import ConsulSettings, consul_settings
+from .file_watch import FileWatch
+from .identity import IdentityRule, parse_patterns
+from .identity_policy import IdentityPolicy, check_identity, selecting_fields, serving_cache
 from .logs import StreamEventLogger
 from .metrics import Metrics, TemplateErrorsCollector, XdsMetricsObserver
 from .publisher import Publisher
 from .resources import BuildSettings
-from .security import XdsTls, authorize_node_by_san, check_xds_tls, server_credentials
+from .secret_guard import Redactor
+from .security import XdsTls, check_xds_tls
+from .security_metrics import SecurityMetrics
+from .startup_checks import admin_warnings, key_file_warnings
 from .tasks import cancel_and_wait
 from .templating import TemplateSource
+from .tls_reload import ConsulTls, ServerCertificates
 from .values import parse_host_port
 
 log = logging.getLogger(__name__)
@@ -70,6 +77,8 @@ class BridgeConfig:
     xds_tls_key: str = ""
     xds_tls_client_ca: str = ""  # clients must present a certificate signed by this CA (mTLS)
     xds_require_node_san: bool = False  # a client's node id must be one of its cert's SANs
+    xds_identity_sans: tuple[str, ...] = ()  # SAN patterns binding cluster / metadata fields
+    xds_unbound_fields: tuple[str, ...] = ()  # fields accepted unbound (a deliberate risk)
     admin_debug_token: str = field(default="", repr=False)  # bearer token for /debug/*
 
     @property
@@ -79,6 +88,19 @@ class BridgeConfig:
             self.xds_tls_key,
             self.xds_tls_client_ca,
             self.xds_require_node_san,
+        )
+
+    def identity_policy(self) -> IdentityPolicy:
+        """Raises :class:`ConfigError` for a pattern that does not parse."""
+        try:
+            rule = IdentityRule(parse_patterns(self.xds_identity_sans))
+        except ValueError as exc:
+            raise ConfigError("xds.identity_sans", str(exc)) from None
+        return IdentityPolicy(
+            mtls=bool(self.xds_tls_client_ca),
+            require_node_san=self.xds_require_node_san,
+            rule=rule,
+            unbound_allowed=frozenset(self.xds_unbound_fields),
         )
 
 
@@ -99,6 +121,8 @@ def bridge_config(config: Config) -> BridgeConfig:
         xds_tls_key=config["xds.tls_key"],
         xds_tls_client_ca=config["xds.tls_client_ca"],
         xds_require_node_san=config["xds.require_node_san"],
+        xds_identity_sans=config["xds.identity_sans"],
+        xds_unbound_fields=config["xds.unbound_fields"],
         admin_debug_token=config["admin.debug_token"],
     )
     check_xds_tls(bridge.xds_tls)
@@ -113,6 +137,15 @@ class Bridge:
         clusters and endpoints only)."""
         self.config = config
         self.metrics = Metrics()
+        self.security_metrics = SecurityMetrics(self.metrics.registry)
+        self.redact = Redactor()
+        self.redact.add(config.consul.token, config.admin_debug_token)
+        policy = config.identity_policy()
+        rule_fields = [k for r in node_config.rules for k, _ in r.conditions] if node_config else []
+        #: What start-up logs at WARNING (raises ConfigError for an unbound selecting field).
+        self.security_warnings = check_identity(
+            policy, selecting_fields(config.node_key, rule_fields)
+        )
         self.registry = ClientRegistry()
         self.registry.add_observer(XdsMetricsObserver(self.metrics, self.registry))
         self.registry.add_observer(StreamEventLogger())
@@ -121,10 +154,12 @@ class Bridge:
             self.cache, config.build, node_config, config.debounce, self._rebuilt
         )
         self.discovery = DiscoveryServer(
-            self.cache,
+            serving_cache(self.cache, config.node_key, policy),
             self.registry,
             Limits(max_streams=config.max_streams),
-            authorize=authorize_node_by_san if config.xds_require_node_san else None,
+            authorize=self.security_metrics.counted(policy.rule.authorize)
+            if config.xds_require_node_san
+            else None,
         )
         self.templates = templates = node_config
         if templates is not None:
@@ -132,10 +167,13 @@ class Bridge:
             self.metrics.registry.register(
                 TemplateErrorsCollector(lambda: templates.render_errors_total)
             )
+        self.consul_tls = ConsulTls(config.consul)
         self.client = ConsulClient(
             config.consul,
             on_request=self._consul_request,
             on_connections=self.metrics.consul_connections.set,
+            ssl_context=self.consul_tls.context,
+            scrub=self.redact,
         )
         self.watcher = CatalogWatcher(
             self.client,
@@ -148,6 +186,8 @@ class Bridge:
         self._grpc: grpc.aio.Server | None = None
         self._admin: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self.certificates: ServerCertificates | None = None  # the xDS listener's, reloadable
+        self._file_watches: list[FileWatch] = []
 
     def readiness(self) -> tuple[bool, str]:
         if not self.publisher.ready:
@@ -160,16 +200,34 @@ class Bridge:
     async def start(self) -> None:
         xds_host, xds_port = parse_host_port(self.config.xds_listen)
         admin_host, admin_port = parse_host_port(self.config.admin_listen)
+        self._warn_at_start()
+        credentials = None
+        if self.config.xds_tls.enabled:
+            self.certificates = ServerCertificates(
+                self.config.xds_tls,
+                on_served=self.security_metrics.served,
+                on_handshake=self.security_metrics.handshake,
+            )
+            credentials = self.certificates.credentials()
+            self._file_watches.append(
+                FileWatch(self.certificates.files, self.certificates.reload, "xDS TLS files")
+            )
+        self._file_watches.append(
+            FileWatch(self.consul_tls.files, self.consul_tls.reload, "Consul TLS files")
+        )
         self._grpc, self.xds_port = await start_server(
             self.discovery,
             f"[{xds_host}]:{xds_port}" if ":" in xds_host else f"{xds_host}:{xds_port}",
-            credentials=server_credentials(self.config.xds_tls),
+            credentials=credentials,
         )
+        for watch in self._file_watches:
+            await watch.start()
         views = AdminViews(
             self.readiness,
             self.metrics.registry,
             self.debug_views(),
             debug_token=self.config.admin_debug_token,
+            redact=self.redact,
         )
         self._admin, self.admin_port = await start_admin(admin_app(views), admin_host, admin_port)
         if self.templates is not None:
@@ -178,6 +236,24 @@ class Bridge:
             asyncio.create_task(self.watcher.run(), name="consul-watcher"),
             asyncio.create_task(self._become_ready(), name="readiness"),
         ]
+
+    def reload_tls(self) -> None:
+        """Re-read every TLS file now (SIGHUP); file changes are also picked up on their own."""
+        log.info("reloading TLS files")
+        if self.certificates is not None:
+            self.certificates.reload()
+        self.consul_tls.reload()
+
+    def _warn_at_start(self) -> None:
+        config = self.config
+        keys = {"xds.tls_key": config.xds_tls_key}
+        keys["consul.client_key"] = config.consul.client_key or ""
+        for line in (
+            self.security_warnings
+            + key_file_warnings(keys)
+            + admin_warnings(config.admin_listen, config.admin_debug_token)
+        ):
+            log.warning("security: %s", line)
 
     # ------------------------------------------------------------ operations hooks
     def _consul_request(self, outcome: str) -> None:
@@ -240,6 +316,9 @@ class Bridge:
         """Close xDS streams, cancel Consul requests, stop the admin listener (idempotent)."""
         tasks, self._tasks = self._tasks, []
         await cancel_and_wait(tasks)
+        watches, self._file_watches = self._file_watches, []
+        for watch in watches:
+            await watch.stop()
         if self.templates is not None:
             await self.templates.stop()
         if self._grpc is not None:

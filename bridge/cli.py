@@ -17,7 +17,7 @@ from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 from . import logs
-from .bootstrap import BootstrapOptions, bootstrap_yaml, parse_metadata
+from .bootstrap import BootstrapOptions, bootstrap_yaml, parse_metadata, skip_verify_warning
 from .config import SETTINGS, Config, ConfigError, flag_help, load
 from .tasks import cancel_and_wait
 from .values import BOOL, HOST_PORT, PORT, Kind, parse_host_port
@@ -109,6 +109,12 @@ def _parser() -> argparse.ArgumentParser:
     boot.add_argument("--tls-cert", default="", help="client certificate (mTLS)")
     boot.add_argument("--tls-key", default="", help="client key (mTLS)")
     boot.add_argument("--tls-server-name", default="", help="SNI / expected bridge name")
+    boot.add_argument(
+        "--insecure-skip-verify",
+        action="store_true",
+        help="TLS without checking the bridge's certificate (CA and/or name): anyone able to "
+        "intercept the connection can configure the Envoy",
+    )
 
     render = commands.add_parser("render", help="print the resources a node would receive")
     render.add_argument("--node-id", required=True)
@@ -144,8 +150,12 @@ def _cmd_bootstrap(args: argparse.Namespace) -> int:
             tls_cert_file=args.tls_cert,
             tls_key_file=args.tls_key,
             tls_server_name=args.tls_server_name,
+            insecure_skip_verify=args.insecure_skip_verify,
         )
         sys.stdout.write(bootstrap_yaml(options))
+        warning = skip_verify_warning(options)
+        if warning:
+            print(f"bootstrap: WARNING: {warning}", file=sys.stderr)
     except ValueError as exc:
         print(f"bootstrap: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -174,6 +184,7 @@ async def _serve(config_args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, bridge.reload_tls)  # renewed certificates, now
     await bridge.start()
     log.info(
         "consul-xds-bridge %s: xDS on port %d, admin on port %d, Consul at %s",

@@ -178,6 +178,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("xds.require_node_san", BOOL, False,
             "A client's node id must be a URI or DNS SAN of its certificate (needs mTLS)",
             "--xds-require-node-san"),
+    Setting("xds.identity_sans", NAMES, (),
+            "SAN patterns binding node fields to the client certificate, e.g. "
+            "spiffe://mesh/{cluster}/{id} (see docs/security.md)", "--xds-identity-sans"),
+    Setting("xds.unbound_fields", NAMES, (),
+            "Node fields (cluster, metadata.<key>) accepted as claimed though they select "
+            "config under mTLS: a deliberate risk, warned at start", "--xds-unbound-fields"),
     Setting("admin.listen", HOST_PORT, "127.0.0.1:9102",
             "Admin HTTP listener (/healthz, /readyz, /metrics, /debug)", "--admin-listen"),
     Setting("admin.debug_token", TEXT, "",

@@ -3,9 +3,11 @@ check of fields that select configuration, and what a group's render may see."""
 
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
+import trustme
 
 from bridge.config import ConfigError
 from bridge.identity import IdentityRule, SanPattern, parse_patterns
@@ -17,7 +19,10 @@ from bridge.identity_policy import (
     selecting_fields,
     serving_cache,
 )
+from consul_double import ConsulDouble
+from tests.security.certs import ca_file, server_cert
 from tests.security.mtls import make_node
+from tests.support.cli import run_cli, serving, terminate
 from xds_server import SnapshotCache, node_key_by_cluster
 
 SPIFFE = "spiffe://mesh/{cluster}/{id}"
@@ -204,3 +209,53 @@ def test_only_shared_keys_under_mtls_get_the_group_front() -> None:
     front = serving_cache(cache, "cluster", policy((SPIFFE,)))
     assert isinstance(front, GroupNodes)
     assert front.kept == {"id", "cluster"}
+
+
+@pytest.fixture(scope="module")
+def mtls_flags(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    directory = tmp_path_factory.mktemp("identity-cli")
+    ca = trustme.CA()
+    server = server_cert(ca, directory)
+    return [
+        "--xds-tls-cert", str(server.cert_file), "--xds-tls-key", str(server.key_file),
+        "--xds-tls-client-ca", str(ca_file(ca, directory)), "--xds-require-node-san",
+    ]  # fmt: skip
+
+
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("CONSUL_", "XDS"))}
+
+
+@pytest.mark.parametrize(
+    ("args", "key"),
+    [
+        (["--node-key", "cluster"], "xds.node_key"),
+        (
+            ["--node-key", "cluster", "--xds-identity-sans", "spiffe://m/{team}/{id}"],
+            "xds.identity_sans",
+        ),
+        (["--node-key", "metadata:team", "--xds-identity-sans", SPIFFE], "xds.node_key"),
+        (["--xds-unbound-fields", "id"], "xds.unbound_fields"),
+    ],
+)
+def test_serve_refuses_unbound_grouping_with_exit_2(
+    mtls_flags: list[str], args: list[str], key: str
+) -> None:
+    argv = ["serve", "--admin-listen", "127.0.0.1:0", "--xds-listen", "127.0.0.1:0"]
+    done = run_cli(*argv, *mtls_flags, *args, env=clean_env())
+    assert done.returncode == 2, done.stderr
+    assert f"config error: {key}:" in done.stderr
+
+
+async def test_serve_starts_with_a_loud_warning_when_unbound_on_purpose(
+    mtls_flags: list[str],
+) -> None:
+    async with ConsulDouble() as consul:
+        env = clean_env() | {"CONSUL_HTTP_ADDR": consul.url}
+        args = ["--node-key", "cluster", "--xds-unbound-fields", "cluster"]
+        async with serving(*mtls_flags, *args, env=env) as process:
+            stderr = await terminate(process, 20)
+    assert process.returncode == 0, stderr
+    assert (
+        "WARNING bridge.app: security: xds.node_key selects configuration by node cluster" in stderr
+    )
