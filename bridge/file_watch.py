@@ -57,6 +57,7 @@ class FileWatch:
         try:
             async for changes in watchfiles.awatch(
                 *self.directories,
+                recursive=False,  # a key in /etc must not mean watching all of /etc
                 debounce=50,
                 step=20,
                 stop_event=stop,

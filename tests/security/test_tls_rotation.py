@@ -21,6 +21,7 @@ from cryptography import x509
 from bridge.app import Bridge
 from bridge.certinfo import not_after
 from bridge.config import ConfigError
+from bridge.file_watch import relevant
 from bridge.security import XdsTls
 from bridge.tls_reload import ServerCertificates
 from consul_double import ConsulDouble
@@ -229,3 +230,10 @@ def test_logging_is_quiet_about_unchanged_files(
     for _ in range(3):
         certs.reload()
     assert caplog.records == []
+
+
+def test_file_events_that_may_be_a_renewal() -> None:
+    names = frozenset({"server.pem", "server.key"})
+    assert relevant(["/etc/tls/server.pem"], names)
+    assert relevant(["/etc/tls/..2024_01_01_00_00_00.123", "/etc/tls/x"], names)  # Kubernetes
+    assert not relevant(["/etc/tls/other.pem", "/etc/tls/server.pem.new"], names)
