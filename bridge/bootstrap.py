@@ -206,13 +206,13 @@ def grpc_bootstrap(options: BootstrapOptions) -> dict[str, Any]:
     node: dict[str, Any] = {"id": options.node_id, "cluster": options.node_cluster}
     if options.metadata:
         node["metadata"] = dict(options.metadata)
-    locality = {
+    # Always present: grpc-js-xds 1.14 rejects a node without "locality" (and then only
+    # fails its calls, with nothing logged).
+    node["locality"] = {
         key: value
         for key, value in (("region", options.locality_region), ("zone", options.locality_zone))
         if value
     }
-    if locality:
-        node["locality"] = locality
     addresses = [(options.xds_host, options.xds_port), *options.replicas]
     return {
         "xds_servers": [

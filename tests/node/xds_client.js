@@ -11,6 +11,7 @@
  *            is "error: <CODE>: <details>" (an xDS NACK shows up here as UNAVAILABLE with the
  *            client's validation message).
  * EOF ends the process, and so does MAX_SECONDS (default 120): {"event":"timeout"}, exit 3.
+ * An invalid bootstrap is {"event":"bootstrap_error","message":...}, exit 4.
  */
 
 const grpc = require('@grpc/grpc-js');
@@ -70,6 +71,14 @@ function main() {
   if (!target) {
     process.stderr.write('usage: node xds_client.js TARGET [MAX_SECONDS]\n');
     process.exit(2);
+  }
+  // grpc-js-xds reads the bootstrap lazily and, when it is invalid, only fails the calls: read it
+  // here (its own reader, of the pinned version) so an invalid one is reported.
+  try {
+    require('@grpc/grpc-js-xds/build/src/xds-bootstrap').loadBootstrapInfo();
+  } catch (error) {
+    emit({ event: 'bootstrap_error', message: error.message });
+    process.exit(4);
   }
   xds.register();
   const client = new grpc.Client(target, grpc.credentials.createInsecure());

@@ -61,6 +61,12 @@ def test_tls_options_become_a65_tls_channel_credentials() -> None:
     assert server["server_features"] == ["xds_v3"]
 
 
+def test_the_node_always_has_a_locality() -> None:
+    """grpc-js-xds rejects a bootstrap node without one (and its calls just never complete)."""
+    document = grpc_bootstrap(BootstrapOptions(node_id="n", node_cluster="c"))
+    assert document["node"] == {"id": "n", "cluster": "c", "locality": {}}
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
