@@ -216,10 +216,11 @@ def _shape_dns(built: BuiltService, service: str) -> GrpcService:
     warnings = []
     if len(clusters) > 1:
         names = ", ".join(f"{host}:{port}" for host, port in hostnames)
+        order = "after the IP-addressed ones" if assignment.endpoints else "one after another"
         warnings.append(
             f"service {service!r}: gRPC clients reach its hostname-addressed instances ({names}) "
-            "through an aggregate cluster (gRFC A37), in failover order after the IP-addressed "
-            "ones, not load-balanced with them"
+            f"through an aggregate cluster (gRFC A37), in failover order {order}, not "
+            "load-balanced with each other"
         )
     aggregate = _aggregate_cluster(source, (cluster.name for cluster in clusters))
     return GrpcService((aggregate, *clusters), tuple(assignments), tuple(warnings))
