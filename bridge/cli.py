@@ -17,7 +17,7 @@ from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 from . import logs
-from .bootstrap import BootstrapOptions, bootstrap_yaml, parse_metadata
+from .bootstrap import BootstrapOptions, bootstrap_yaml, grpc_bootstrap_json, parse_metadata
 from .config import SETTINGS, Config, ConfigError, flag_help, load
 from .tasks import cancel_and_wait
 from .values import BOOL, HOST_PORT, PORT, Kind, parse_host_port
@@ -109,6 +109,7 @@ def _parser() -> argparse.ArgumentParser:
     boot.add_argument("--tls-cert", default="", help="client certificate (mTLS)")
     boot.add_argument("--tls-key", default="", help="client key (mTLS)")
     boot.add_argument("--tls-server-name", default="", help="SNI / expected bridge name")
+    boot.add_argument("--grpc", action="store_true", help="print a GRPC_XDS_BOOTSTRAP JSON instead")
 
     render = commands.add_parser("render", help="print the resources a node would receive")
     render.add_argument("--node-id", required=True)
@@ -145,7 +146,7 @@ def _cmd_bootstrap(args: argparse.Namespace) -> int:
             tls_key_file=args.tls_key,
             tls_server_name=args.tls_server_name,
         )
-        sys.stdout.write(bootstrap_yaml(options))
+        sys.stdout.write(grpc_bootstrap_json(options) if args.grpc else bootstrap_yaml(options))
     except ValueError as exc:
         print(f"bootstrap: {exc}", file=sys.stderr)
         return EXIT_CONFIG
