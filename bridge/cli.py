@@ -17,7 +17,13 @@ from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 from . import logs
-from .bootstrap import BootstrapOptions, bootstrap_yaml, parse_metadata, skip_verify_warning
+from .bootstrap import (
+    BootstrapOptions,
+    bootstrap_yaml,
+    grpc_bootstrap_json,
+    parse_metadata,
+    skip_verify_warning,
+)
 from .config import SETTINGS, Config, ConfigError, flag_help, load
 from .tasks import cancel_and_wait
 from .values import BOOL, HOST_PORT, PORT, Kind, parse_host_port
@@ -115,6 +121,7 @@ def _parser() -> argparse.ArgumentParser:
         help="TLS without checking the bridge's certificate (CA and/or name): anyone able to "
         "intercept the connection can configure the Envoy",
     )
+    boot.add_argument("--grpc", action="store_true", help="print a GRPC_XDS_BOOTSTRAP JSON instead")
 
     render = commands.add_parser("render", help="print the resources a node would receive")
     render.add_argument("--node-id", required=True)
@@ -152,7 +159,7 @@ def _cmd_bootstrap(args: argparse.Namespace) -> int:
             tls_server_name=args.tls_server_name,
             insecure_skip_verify=args.insecure_skip_verify,
         )
-        sys.stdout.write(bootstrap_yaml(options))
+        sys.stdout.write(grpc_bootstrap_json(options) if args.grpc else bootstrap_yaml(options))
         warning = skip_verify_warning(options)
         if warning:
             print(f"bootstrap: WARNING: {warning}", file=sys.stderr)

@@ -15,6 +15,7 @@ from tests.bridge.test_watcher_support import (
     Change,
     Recorder,
     Running,
+    every_watch_held,
     register,
     watching,
     web_and_api,
@@ -134,6 +135,33 @@ async def test_index_reset_still_delivers_changes(running: Running) -> None:
     await running.until(lambda: running.rec.ids("web") == {"web-1"})
 
 
+async def test_after_an_index_reset_the_watch_does_not_wait_for_the_old_index(
+    consul: ConsulDouble,
+) -> None:
+    web_and_api(consul)
+    for round_ in range(5):  # move the indexes well above what a reset leaves
+        register(consul, "api", "api-1", port=9090, meta={"round": str(round_)})
+    # Blocking queries wait up to 5 minutes: a watch still holding the pre-reset index would
+    # not hear of any change for that long (Consul answers only once the index passes it).
+    async with watching(consul, wait="5m") as run:
+        await run.ready()
+        before = max(int(str(w["index"])) for w in run.watcher.status()["watches"])
+        # A reset wakes the queries Consul holds; one sent after it with an old index would
+        # wait like any other (in Consul too). So every watch must be held when it happens.
+        await every_watch_held(run)
+        consul.reset_index()
+        await run.until(
+            lambda: all(int(str(w["index"])) < before for w in run.watcher.status()["watches"]),
+            what="every watch to see the index go backwards",
+        )
+        register(consul, "web", "web-1", port=7777)
+        await run.until(
+            lambda: _port(run.rec, "web-1") == 7777, timeout=15, what="a change after the reset"
+        )
+        consul.deregister("api-1")
+        await run.until(lambda: run.rec.ids("api") is None, timeout=15, what="a removal")
+
+
 def _port(rec: Recorder, instance_id: str) -> int | None:
     found = rec.instance("web", instance_id)
     return None if found is None else found.port
@@ -147,6 +175,11 @@ async def test_errors_are_retried_without_empty_updates_and_recover(
     running: Running, fault: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     consul, rec = running.consul, running.rec
+    caplog.set_level(logging.DEBUG, logger="bridge.consul")
+    # A fault meets only the requests Consul receives from now on: the web watch's query that
+    # Consul holds would still be answered normally, with whatever changed meanwhile. So it is
+    # answered first, by a harmless change, and its next request meets the fault.
+    await every_watch_held(running)
     prefix = "/v1/health/service/web"
     if fault == "http 500":
         consul.faults.error(status=500, body="No cluster leader", path_prefix=prefix)
@@ -156,6 +189,11 @@ async def test_errors_are_retried_without_empty_updates_and_recover(
         consul.faults.too_many_requests(times=None, path_prefix=prefix)
     else:
         consul.faults.error(status=200, body="{not json", path_prefix=prefix)
+    register(consul, "web", "web-1", port=8080, meta={"k": "v", "touched": "yes"})
+    await running.until(
+        lambda: _touched(rec, "web-1") and _web_errors(running) >= 1,
+        what="the touch answered, then the web watch meeting the fault",
+    )
     mark = rec.mark()
     with caplog.at_level(logging.DEBUG, logger="bridge.consul"):
         consul.deregister("web-2")
@@ -168,6 +206,11 @@ async def test_errors_are_retried_without_empty_updates_and_recover(
     assert all(u.instances for u in rec.since(mark))
     assert "retrying in" in caplog.text
     assert _statuses(running, "/web")[0]["failing"] == 0
+
+
+def _touched(rec: Recorder, instance_id: str) -> bool:
+    found = rec.instance("web", instance_id)
+    return found is not None and found.meta_dict.get("touched") == "yes"
 
 
 def _web_errors(run: Running) -> int:
@@ -186,11 +229,14 @@ async def test_a_hanging_request_times_out_and_is_retried(running: Running) -> N
 async def test_403_is_logged_as_an_acl_problem(
     running: Running, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="bridge.consul")
     running.consul.faults.error(status=403, body="Permission denied", times=2)
-    with caplog.at_level(logging.WARNING, logger="bridge.consul"):
-        running.consul.deregister("web-2")
-        await running.until(lambda: running.rec.ids("web") == {"web-1"})
-    assert "ACL token" in caplog.text
+    running.consul.deregister("web-2")
+    # A query Consul already holds may answer the change before any request meets the 403s;
+    # the requests after it do meet them.
+    await running.until(lambda: running.rec.ids("web") == {"web-1"}, what="the change")
+    await running.until(lambda: "ACL token" in caplog.text, what="the 403 logged")
+    assert "HTTP 403" in caplog.text
 
 
 async def test_outage_keeps_state_then_recovers(running: Running) -> None:

@@ -101,11 +101,13 @@ class Stack:
     async def traffic(self, host: str = "web") -> set[str]:
         return set(await answers(self.ingress, host))
 
-    async def follows(self, expected: set[str], host: str = "web", what: str = "") -> None:
+    async def follows(
+        self, expected: set[str], host: str = "web", what: str = "", timeout: float = 10.0
+    ) -> None:
         await eventually(
             lambda: self.traffic(host),
             lambda seen: seen == expected,
-            timeout=10,
+            timeout=timeout,
             what=what or f"traffic to {host} reaching exactly {sorted(expected)}",
         )
 
