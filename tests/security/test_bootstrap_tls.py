@@ -162,3 +162,9 @@ async def test_envoy_accepts_only_the_named_bridge(tmp_path: Path) -> None:
         for name in ("localhost", "127.0.0.1"):  # a DNS SAN, an IP SAN
             async with Envoy(envoy_config(ca_path, client, xds_port, name), name="e2") as envoy:
                 await eventually(envoy.active_clusters, lambda c: "web" in c, what=name)
+
+
+def test_a_grpc_bootstrap_cannot_skip_verification() -> None:
+    done = run_cli(*BASE, "--grpc", "--insecure-skip-verify")
+    assert done.returncode == 2
+    assert "--insecure-skip-verify has no gRPC bootstrap equivalent" in done.stderr
