@@ -40,7 +40,7 @@ from .publisher import Publisher
 from .resources import BuildSettings
 from .security import XdsTls, authorize_node_by_san, check_xds_tls, server_credentials
 from .tasks import cancel_and_wait
-from .templating import TemplateSource
+from .templating import TemplateSource, TemplateWatcher
 from .values import parse_host_port
 from .watcher import CatalogWatcher
 
@@ -128,8 +128,12 @@ class Bridge:
             authorize=authorize_node_by_san if config.xds_require_node_san else None,
         )
         self.templates = templates = node_config
+        self.template_watcher: TemplateWatcher | None = None
         if templates is not None:
-            templates.on_change = self.publisher.republish
+            # Every edit of the template files re-renders and re-publishes every node key.
+            self.template_watcher = TemplateWatcher(
+                templates.directory, templates.reload, self.publisher.republish
+            )
             self.metrics.registry.register(
                 TemplateErrorsCollector(lambda: templates.render_errors_total)
             )
@@ -146,12 +150,28 @@ class Bridge:
         self._tasks: list[asyncio.Task[None]] = []
 
     def readiness(self) -> tuple[bool, str]:
+        """Ready once the first complete read of Consul is published, nothing is being retried
+        and the default template set can render. A failing non-default set (or a set failing
+        for some nodes only) does not take the replica out of service — other replicas would
+        fail alike, and those nodes keep what they have — it is named in the reason."""
+        blocking = []
         if not self.publisher.ready:
-            return False, "waiting for the first complete read of the Consul catalog"
-        problem = self.publisher.problem
-        if problem is not None:
-            return False, problem
-        return True, f"serving {len(self.publisher.catalog)} services"
+            blocking.append("waiting for the first complete read of the Consul catalog")
+        elif self.publisher.problem is not None:
+            blocking.append(self.publisher.problem)
+        templates = self.templates
+        failing = templates.failing_sets() if templates is not None else {}
+        if templates is not None and templates.default_problem is not None:
+            blocking.append(
+                f"the default template set {templates.default_set!r} cannot render: "
+                f"{templates.default_problem}"
+            )
+            failing.pop(templates.default_set, None)
+        reasons = blocking or [f"serving {len(self.publisher.catalog)} services"]
+        if failing:
+            sets = "; ".join(f"{name} {why}" for name, why in failing.items())
+            reasons.append(f"template sets failing (their nodes keep what they have): {sets}")
+        return not blocking, "; ".join(reasons)
 
     async def start(self) -> None:
         xds_host, xds_port = parse_host_port(self.config.xds_listen)
@@ -169,7 +189,10 @@ class Bridge:
         )
         self._admin, self.admin_port = await start_admin(admin_app(views), admin_host, admin_port)
         if self.templates is not None:
-            await self.templates.start()
+            for name, problem in sorted(self.templates.set_problems.items()):
+                log.error("template set %r cannot render for the sample nodes: %s", name, problem)
+        if self.template_watcher is not None:
+            await self.template_watcher.start()
         self._tasks = [
             asyncio.create_task(self.watcher.run(), name="consul-watcher"),
             asyncio.create_task(self._become_ready(), name="readiness"),
@@ -236,8 +259,8 @@ class Bridge:
         """Close xDS streams, cancel Consul requests, stop the admin listener (idempotent)."""
         tasks, self._tasks = self._tasks, []
         await cancel_and_wait(tasks)
-        if self.templates is not None:
-            await self.templates.stop()
+        if self.template_watcher is not None:
+            await self.template_watcher.stop()
         if self._grpc is not None:
             grpc_server, self._grpc = self._grpc, None
             await grpc_server.stop(grace=1.0)
