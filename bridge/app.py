@@ -34,6 +34,7 @@ from .admin import AdminViews, JsonView, admin_app, start_admin
 from .config import Config
 from .consul_client import ConsulClient
 from .consul_settings import ConsulSettings, consul_settings
+from .listening import check_free, display, listen_error
 from .logs import StreamEventLogger
 from .metrics import Metrics, TemplateErrorsCollector, XdsMetricsObserver
 from .publisher import Publisher
@@ -174,20 +175,39 @@ class Bridge:
         return not blocking, "; ".join(reasons)
 
     async def start(self) -> None:
+        """Bind the xDS and admin listeners (exclusively), then start watching Consul and the
+        templates. A listener that cannot be bound raises :class:`ConfigError` naming its key,
+        with nothing left running."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         xds_host, xds_port = parse_host_port(self.config.xds_listen)
         admin_host, admin_port = parse_host_port(self.config.admin_listen)
-        self._grpc, self.xds_port = await start_server(
-            self.discovery,
-            f"[{xds_host}]:{xds_port}" if ":" in xds_host else f"{xds_host}:{xds_port}",
-            credentials=server_credentials(self.config.xds_tls),
-        )
+        credentials = server_credentials(self.config.xds_tls)
+        check_free("xds.listen", xds_host, xds_port)
+        check_free("admin.listen", admin_host, admin_port)
+        try:
+            self._grpc, self.xds_port = await start_server(
+                self.discovery, display(xds_host, xds_port), credentials=credentials
+            )
+        except (OSError, RuntimeError) as exc:  # gRPC says RuntimeError("Failed to bind ...")
+            raise listen_error("xds.listen", xds_host, xds_port, exc) from None
         views = AdminViews(
             self.readiness,
             self.metrics.registry,
             self.debug_views(),
             debug_token=self.config.admin_debug_token,
         )
-        self._admin, self.admin_port = await start_admin(admin_app(views), admin_host, admin_port)
+        try:
+            self._admin, self.admin_port = await start_admin(
+                admin_app(views), admin_host, admin_port
+            )
+        except OSError as exc:
+            raise listen_error("admin.listen", admin_host, admin_port, exc) from None
         if self.templates is not None:
             for name, problem in sorted(self.templates.set_problems.items()):
                 log.error("template set %r cannot render for the sample nodes: %s", name, problem)
