@@ -118,9 +118,14 @@ async def test_streams_beyond_the_limit_are_refused_and_the_rest_keep_working() 
                 await client.send(CLUSTER)
                 await client.ack(await client.recv())
             async with XdsClient(target) as third:
-                await third.send(CLUSTER)
-                with pytest.raises(grpc.aio.AioRpcError) as refused:
+
+                async def open_third() -> None:
+                    # Refused as it opens: the client sees it at its first write or first read.
+                    await third.send(CLUSTER)
                     await third.recv()
+
+                with pytest.raises(grpc.aio.AioRpcError) as refused:
+                    await open_third()
             assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
             assert "the limit is 2" in str(refused.value.details())
             cache.set_snapshot("client-1", big_snapshot(1, clusters=2))
