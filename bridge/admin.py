@@ -85,10 +85,16 @@ def _dumps(value: Any) -> str:
 
 
 async def start_admin(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+    """Listen on ``host:port`` (never sharing the port: no SO_REUSEPORT); OSError when it
+    cannot, with nothing left running."""
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
+    site = web.TCPSite(runner, host, port, reuse_port=False)
+    try:
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
     bound = port
     for address in runner.addresses:
         bound = int(address[1])

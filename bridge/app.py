@@ -37,6 +37,7 @@ from .consul_settings import ConsulSettings, consul_settings
 from .file_watch import FileWatch
 from .identity import IdentityRule, parse_patterns
 from .identity_policy import IdentityPolicy, check_identity, selecting_fields, serving_cache
+from .listening import check_free, display, listen_error
 from .logs import StreamEventLogger
 from .metrics import Metrics, TemplateErrorsCollector, XdsMetricsObserver
 from .publisher import Publisher
@@ -46,7 +47,7 @@ from .security import XdsTls, check_xds_tls
 from .security_metrics import SecurityMetrics
 from .startup_checks import admin_warnings, key_file_warnings
 from .tasks import cancel_and_wait
-from .templating import TemplateSource
+from .templating import TemplateSource, TemplateWatcher
 from .tls_reload import ConsulTls, ServerCertificates
 from .values import parse_host_port
 
@@ -162,8 +163,12 @@ class Bridge:
             else None,
         )
         self.templates = templates = node_config
+        self.template_watcher: TemplateWatcher | None = None
         if templates is not None:
-            templates.on_change = self.publisher.republish
+            # Every edit of the template files re-renders and re-publishes every node key.
+            self.template_watcher = TemplateWatcher(
+                templates.directory, templates.reload, self.publisher.republish
+            )
             self.metrics.registry.register(
                 TemplateErrorsCollector(lambda: templates.render_errors_total)
             )
@@ -190,14 +195,40 @@ class Bridge:
         self._file_watches: list[FileWatch] = []
 
     def readiness(self) -> tuple[bool, str]:
+        """Ready once the first complete read of Consul is published, nothing is being retried
+        and the default template set can render. A failing non-default set (or a set failing
+        for some nodes only) does not take the replica out of service — other replicas would
+        fail alike, and those nodes keep what they have — it is named in the reason."""
+        blocking = []
         if not self.publisher.ready:
-            return False, "waiting for the first complete read of the Consul catalog"
-        problem = self.publisher.problem
-        if problem is not None:
-            return False, problem
-        return True, f"serving {len(self.publisher.catalog)} services"
+            blocking.append("waiting for the first complete read of the Consul catalog")
+        elif self.publisher.problem is not None:
+            blocking.append(self.publisher.problem)
+        templates = self.templates
+        failing = templates.failing_sets() if templates is not None else {}
+        if templates is not None and templates.default_problem is not None:
+            blocking.append(
+                f"the default template set {templates.default_set!r} cannot render: "
+                f"{templates.default_problem}"
+            )
+            failing.pop(templates.default_set, None)
+        reasons = blocking or [f"serving {len(self.publisher.catalog)} services"]
+        if failing:
+            sets = "; ".join(f"{name} {why}" for name, why in failing.items())
+            reasons.append(f"template sets failing (their nodes keep what they have): {sets}")
+        return not blocking, "; ".join(reasons)
 
     async def start(self) -> None:
+        """Bind the xDS and admin listeners (exclusively), then start watching Consul and the
+        templates. A listener that cannot be bound raises :class:`ConfigError` naming its key,
+        with nothing left running."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         xds_host, xds_port = parse_host_port(self.config.xds_listen)
         admin_host, admin_port = parse_host_port(self.config.admin_listen)
         self._warn_at_start()
@@ -215,11 +246,14 @@ class Bridge:
         self._file_watches.append(
             FileWatch(self.consul_tls.files, self.consul_tls.reload, "Consul TLS files")
         )
-        self._grpc, self.xds_port = await start_server(
-            self.discovery,
-            f"[{xds_host}]:{xds_port}" if ":" in xds_host else f"{xds_host}:{xds_port}",
-            credentials=credentials,
-        )
+        check_free("xds.listen", xds_host, xds_port)
+        check_free("admin.listen", admin_host, admin_port)
+        try:
+            self._grpc, self.xds_port = await start_server(
+                self.discovery, display(xds_host, xds_port), credentials=credentials
+            )
+        except (OSError, RuntimeError) as exc:  # gRPC says RuntimeError("Failed to bind ...")
+            raise listen_error("xds.listen", xds_host, xds_port, exc) from None
         for watch in self._file_watches:
             await watch.start()
         views = AdminViews(
@@ -229,9 +263,17 @@ class Bridge:
             debug_token=self.config.admin_debug_token,
             redact=self.redact,
         )
-        self._admin, self.admin_port = await start_admin(admin_app(views), admin_host, admin_port)
+        try:
+            self._admin, self.admin_port = await start_admin(
+                admin_app(views), admin_host, admin_port
+            )
+        except OSError as exc:
+            raise listen_error("admin.listen", admin_host, admin_port, exc) from None
         if self.templates is not None:
-            await self.templates.start()
+            for name, problem in sorted(self.templates.set_problems.items()):
+                log.error("template set %r cannot render for the sample nodes: %s", name, problem)
+        if self.template_watcher is not None:
+            await self.template_watcher.start()
         self._tasks = [
             asyncio.create_task(self.watcher.run(), name="consul-watcher"),
             asyncio.create_task(self._become_ready(), name="readiness"),
@@ -319,8 +361,8 @@ class Bridge:
         watches, self._file_watches = self._file_watches, []
         for watch in watches:
             await watch.stop()
-        if self.templates is not None:
-            await self.templates.stop()
+        if self.template_watcher is not None:
+            await self.template_watcher.stop()
         if self._grpc is not None:
             grpc_server, self._grpc = self._grpc, None
             await grpc_server.stop(grace=1.0)
