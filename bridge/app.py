@@ -33,6 +33,7 @@ from . import debug
 from .admin import AdminViews, JsonView, admin_app, start_admin
 from .config import Config
 from .consul import CatalogWatcher, ConsulClient
+from .consul.collector import DatacenterCollector
 from .consul_settings import ConsulSettings, consul_settings
 from .logs import StreamEventLogger
 from .metrics import Metrics, TemplateErrorsCollector, XdsMetricsObserver
@@ -143,6 +144,7 @@ class Bridge:
             self.publisher.submit,
             on_update_error=lambda exc: self.metrics.catalog_update_errors.inc(),
         )
+        self.metrics.registry.register(DatacenterCollector(lambda: self.watcher.watched))
         self.xds_port = 0
         self.admin_port = 0
         self._grpc: grpc.aio.Server | None = None
@@ -150,12 +152,16 @@ class Bridge:
         self._tasks: list[asyncio.Task[None]] = []
 
     def readiness(self) -> tuple[bool, str]:
+        """Ready once the local datacenter was read and published; the reason also names
+        failover datacenters not read or not answering, and removals held back."""
+        notes = self.watcher.problems()
         if not self.publisher.ready:
-            return False, "waiting for the first complete read of the Consul catalog"
+            waiting = "waiting for the first complete read of the local Consul datacenter"
+            return False, "; ".join([waiting, *notes])
         problem = self.publisher.problem
         if problem is not None:
-            return False, problem
-        return True, f"serving {len(self.publisher.catalog)} services"
+            return False, "; ".join([problem, *notes])
+        return True, "; ".join([f"serving {len(self.publisher.catalog)} services", *notes])
 
     async def start(self) -> None:
         xds_host, xds_port = parse_host_port(self.config.xds_listen)
@@ -170,6 +176,7 @@ class Bridge:
             self.metrics.registry,
             self.debug_views(),
             debug_token=self.config.admin_debug_token,
+            actions={"accept-removal": self._accept_removal},
         )
         self._admin, self.admin_port = await start_admin(admin_app(views), admin_host, admin_port)
         if self.templates is not None:
@@ -180,6 +187,10 @@ class Bridge:
         ]
 
     # ------------------------------------------------------------ operations hooks
+    def _accept_removal(self, query: Mapping[str, str]) -> tuple[int, Any]:
+        """``POST /debug/accept-removal``: publish the removals held by the guard now."""
+        return 200, self.watcher.accept_removals()
+
     def _consul_request(self, outcome: str) -> None:
         self.metrics.consul_requests.labels(outcome).inc()
         if outcome == "ok":
