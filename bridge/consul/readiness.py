@@ -39,7 +39,7 @@ def hold_problem(name: str, guard: Mapping[str, Any]) -> str | None:
     if not guard.get("holding"):
         return None
     release = guard.get("release_at")
-    until = f" until {_when(release)} if Consul's reads stay the same" if release else ""
+    until = "" if release is None else f" until {_when(release)} if Consul's reads stay the same"
     return (
         f"datacenter {name}: holding the removal of {guard['services_held']} services and "
         f"{guard['endpoints_held']} endpoints ({guard['reason']}){until}; {ACCEPT_HINT}"
