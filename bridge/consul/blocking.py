@@ -127,13 +127,16 @@ class BlockingQuery:
     async def next_change(self, index_bumps: bool = False) -> tuple[ConsulResponse, bool]:
         """Wait for the next change → (response, body changed).
 
-        An unchanged index is never a change. An index change with an unchanged body is one
-        only when ``index_bumps`` is set (the body-changed flag is then False).
+        An unchanged index is never a change -- unless an index reset came between the two
+        reads (the restored state may reuse the old number for other content). An index change
+        with an unchanged body is one only when ``index_bumps`` is set (the body-changed flag
+        is then False).
         """
         while True:
-            previous = self.index
+            previous, generation = self.index, self._generation
             resp = await self.fetch()
-            if self.has_body and previous >= 1 and resp.index == previous:
+            same_state = generation == self._generation
+            if self.has_body and previous >= 1 and resp.index == previous and same_state:
                 continue
             body_changed = not self.has_body or resp.body != self.body
             self.body, self.has_body = resp.body, True

@@ -83,11 +83,12 @@ class DatacenterProbe:
                 log.info("Consul datacenter %s answers again", self.context.datacenter)
             state.reachable, state.since = True, time.time()
         state.last_error = None
-        self.context.recovery.succeeded()
         highest, state.highest_index = state.highest_index, max(state.highest_index, resp.index)
         if went_backwards(highest, resp.index):
             state.highest_index = resp.index
             self.context.resets.went_backwards("the index probe", highest, resp.index)
+        # After the reset (if any): the watches woken now already read from index 0.
+        self.context.recovery.succeeded()
 
     def _failed(self, error: str) -> None:
         state = self.state
