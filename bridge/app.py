@@ -33,6 +33,7 @@ from . import debug
 from .admin import AdminViews, JsonView, admin_app, start_admin
 from .config import Config, ConfigError
 from .consul import CatalogWatcher, ConsulClient
+from .consul.collector import DatacenterCollector
 from .consul_settings import ConsulSettings, consul_settings
 from .file_watch import FileWatch
 from .identity import IdentityRule, parse_patterns
@@ -186,6 +187,7 @@ class Bridge:
             self.publisher.submit,
             on_update_error=lambda exc: self.metrics.catalog_update_errors.inc(),
         )
+        self.metrics.registry.register(DatacenterCollector(lambda: self.watcher.watched))
         self.xds_port = 0
         self.admin_port = 0
         self._grpc: grpc.aio.Server | None = None
@@ -195,13 +197,14 @@ class Bridge:
         self._file_watches: list[FileWatch] = []
 
     def readiness(self) -> tuple[bool, str]:
-        """Ready once the first complete read of Consul is published, nothing is being retried
-        and the default template set can render. A failing non-default set (or a set failing
-        for some nodes only) does not take the replica out of service — other replicas would
-        fail alike, and those nodes keep what they have — it is named in the reason."""
+        """Ready once the local datacenter was read and published, nothing is being retried
+        and the default template set can render. The reason also names failover datacenters not
+        read or not answering, removals held back, and failing non-default template sets (or a
+        set failing for some nodes only): those do not take the replica out of service — other
+        replicas would fail alike, and those nodes keep what they have."""
         blocking = []
         if not self.publisher.ready:
-            blocking.append("waiting for the first complete read of the Consul catalog")
+            blocking.append("waiting for the first complete read of the local Consul datacenter")
         elif self.publisher.problem is not None:
             blocking.append(self.publisher.problem)
         templates = self.templates
@@ -213,6 +216,7 @@ class Bridge:
             )
             failing.pop(templates.default_set, None)
         reasons = blocking or [f"serving {len(self.publisher.catalog)} services"]
+        reasons.extend(self.watcher.problems())
         if failing:
             sets = "; ".join(f"{name} {why}" for name, why in failing.items())
             reasons.append(f"template sets failing (their nodes keep what they have): {sets}")
@@ -262,6 +266,7 @@ class Bridge:
             self.debug_views(),
             debug_token=self.config.admin_debug_token,
             redact=self.redact,
+            actions={"accept-removal": self._accept_removal},
         )
         try:
             self._admin, self.admin_port = await start_admin(
@@ -298,6 +303,10 @@ class Bridge:
             log.warning("security: %s", line)
 
     # ------------------------------------------------------------ operations hooks
+    def _accept_removal(self, query: Mapping[str, str]) -> tuple[int, Any]:
+        """``POST /debug/accept-removal``: publish the removals held by the guard now."""
+        return 200, self.watcher.accept_removals()
+
     def _consul_request(self, outcome: str) -> None:
         self.metrics.consul_requests.labels(outcome).inc()
         if outcome == "ok":
