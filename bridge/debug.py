@@ -81,6 +81,8 @@ def templates_view(source: TemplateSource) -> dict[str, Any]:
         "directory": str(source.directory),
         "template_sets": sorted(source.sets),
         "default_set": source.default_set,
+        "failing_sets": source.failing_sets(),
+        "held_edits": source.held_edits(),
         "render_errors_total": dict(source.render_errors_total),
         "errors": {
             key: {"template_set": e.template_set, "message": e.message, "at": _when(e.at)}

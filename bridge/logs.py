@@ -14,6 +14,8 @@ from typing import Any
 
 from xds_server.tracking import BaseObserver, StreamInfo
 
+from . import secret_guard
+
 _SECRETS: set[str] = set()
 REDACTED = "[redacted]"
 
@@ -25,16 +27,15 @@ def register_secret(value: str | None) -> None:
 
 
 def redact(text: str) -> str:
-    for secret in _SECRETS:
-        if secret in text:
-            text = text.replace(secret, REDACTED)
-    return text
+    """The one redaction (:func:`bridge.secret_guard.redact`) over the registered secrets."""
+    return secret_guard.redact(text, _SECRETS)
 
 
 class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        if _SECRETS:
-            message = redact(record.getMessage())
+        original = record.getMessage()
+        message = redact(original)
+        if message != original:
             record.msg = message
             record.args = None
         return True

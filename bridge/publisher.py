@@ -299,6 +299,14 @@ class Publisher:
             if rendered is not None:  # None: keep the last good listeners/routes
                 extras = _NodeExtras.of(rendered)
                 self._extras[key] = extras
+            elif extras is None:
+                # Never rendered for this key: its listeners, routes and template clusters are
+                # unknown, and an empty LDS (or a CDS state without them) would remove what its
+                # Envoys hold. Send none of them until a render succeeds; endpoints still flow.
+                return Snapshot(
+                    {CLUSTER: self._clusters, ENDPOINT: self._endpoints},
+                    withheld=frozenset({CLUSTER, LISTENER, ROUTE}),
+                )
         clusters = self._clusters
         if extras is not None and extras.clusters:
             clusters = clusters.with_changes(extras.clusters)

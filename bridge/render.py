@@ -68,7 +68,7 @@ async def catalog_from_consul(
     task = asyncio.create_task(watcher.run())
     try:
         async with asyncio.timeout(timeout):
-            await watcher.ready.wait()
+            await watcher.complete.wait()  # every datacenter, not only the local one
     except TimeoutError:
         raise RenderError(
             f"no complete read of Consul at {settings.address} within {timeout:g}s "

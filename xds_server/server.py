@@ -261,6 +261,9 @@ def add_to_server(discovery: DiscoveryServer, server: grpc.aio.Server) -> None:
 
 
 DEFAULT_OPTIONS: Sequence[tuple[str, Any]] = (
+    # A port in use is an error, not shared: with SO_REUSEPORT (gRPC's default on Linux) a
+    # second server on the port would silently take half of the new connections.
+    ("grpc.so_reuseport", 0),
     ("grpc.max_receive_message_length", 4 * 1024 * 1024),
     ("grpc.max_send_message_length", 256 * 1024 * 1024),
     ("grpc.keepalive_time_ms", 30_000),

@@ -27,6 +27,7 @@ import aiohttp
 from yarl import URL
 
 from ..consul_settings import ConsulSettings
+from ..secret_guard import redact, refused_redirect
 
 Params = Mapping[str, Any] | Sequence[tuple[str, Any]]
 OutcomeHook = Callable[[str], None]
@@ -36,9 +37,9 @@ ConnectionsHook = Callable[[int], None]
 class ConsulError(Exception):
     """A failed Consul request. ``kind`` is a short label for logs and metrics.
 
-    Kinds: ``timeout``, ``connection``, ``invalid_json``, ``invalid_body`` (JSON of the wrong
-    shape), ``acl_denied`` (403), ``rate_limited`` (429), ``server_error`` (5xx),
-    ``client_error`` (other 4xx).
+    Kinds: ``timeout``, ``connection``, ``redirect`` (3xx: never followed), ``invalid_json``,
+    ``invalid_body`` (JSON of the wrong shape), ``acl_denied`` (403), ``rate_limited`` (429),
+    ``server_error`` (5xx), ``client_error`` (other 4xx).
     """
 
     def __init__(self, kind: str, message: str, status: int | None = None) -> None:
@@ -130,13 +131,19 @@ class ConsulClient:
         *,
         on_request: OutcomeHook | None = None,
         on_connections: ConnectionsHook | None = None,
+        ssl_context: Callable[[], ssl.SSLContext | None] | None = None,
+        scrub: Callable[[str], str] | None = None,
     ) -> None:
         """``on_request(outcome)`` is called once per request (``ok`` or the error kind);
-        ``on_connections(n)`` whenever the number of connections held by requests changes."""
+        ``on_connections(n)`` whenever the number of connections held by requests changes;
+        ``ssl_context()`` gives the TLS context for new connections (default: one built from
+        ``settings`` once); ``scrub(text)`` redacts error texts (default: the token)."""
         self.settings = settings
         self.on_request = on_request
         self.on_connections = on_connections
-        self._ssl = build_ssl_context(settings)
+        self._ssl = build_ssl_context(settings) if ssl_context is None else ssl_context()
+        self._ssl_context = ssl_context or (lambda: self._ssl)
+        self._scrub = scrub or (lambda text: redact(text, [settings.token]))
         self._session: aiohttp.ClientSession | None = None
         self._in_use = 0
 
@@ -204,13 +211,17 @@ class ConsulClient:
         headers = {"X-Consul-Token": token} if token else {}
         holder: dict[str, bool] = {}
         extra: dict[str, Any] = {}
-        if self._ssl is not None and self.settings.tls_server_name:
-            extra["server_hostname"] = self.settings.tls_server_name
+        context = self._ssl_context()
+        if context is not None:
+            extra["ssl"] = context  # the current one: renewed files reach new connections
+            if self.settings.tls_server_name:
+                extra["server_hostname"] = self.settings.tls_server_name
         try:
             async with self._get_session().get(
                 request_url(self.settings.address, path, query),
                 headers=headers,
                 trace_request_ctx=holder,
+                allow_redirects=False,  # the token must not follow a Location anywhere
                 **extra,
             ) as resp:
                 return resp.status, resp.headers, await resp.read()
@@ -219,7 +230,7 @@ class ConsulClient:
             raise ConsulError("timeout", f"GET {path}: timed out") from None
         except (aiohttp.ClientError, OSError) as exc:
             self._report("connection")
-            raise ConsulError("connection", f"GET {path}: {exc!r:.200}") from None
+            raise ConsulError("connection", self._scrub(f"GET {path}: {exc!r}")[:200]) from None
         finally:
             if holder.get("held"):
                 self._set_in_use(self._in_use - 1)
@@ -237,10 +248,14 @@ class ConsulClient:
         """
         status, headers, raw = await self._get(path, params)
         received_at = time.monotonic()
+        redirect = refused_redirect("GET", path, status, headers.get("Location"))
+        if redirect is not None:
+            self._report("redirect")
+            raise ConsulError("redirect", self._scrub(redirect), status)
         if status != 200:
             kind = error_kind(status)
             self._report(kind)
-            text = raw.decode("utf-8", "replace").strip()
+            text = self._scrub(raw.decode("utf-8", "replace").strip())
             raise ConsulError(kind, f"GET {path}: HTTP {status}: {text:.200}", status)
         index = _index(headers)
         if known_index > 0 and index == known_index:
@@ -250,7 +265,8 @@ class ConsulClient:
             body = json.loads(raw)
         except ValueError:
             self._report("invalid_json")
-            raise ConsulError("invalid_json", f"GET {path}: invalid JSON: {raw!r:.80}") from None
+            text = self._scrub(f"{raw!r}")
+            raise ConsulError("invalid_json", f"GET {path}: invalid JSON: {text:.80}") from None
         self._report("ok")
         return ConsulResponse(status, index, body, headers, received_at)
 
