@@ -35,7 +35,7 @@ from .config import Config
 from .consul_client import ConsulClient
 from .consul_settings import ConsulSettings, consul_settings
 from .logs import StreamEventLogger
-from .metrics import Metrics, TemplateErrorsCollector, XdsMetricsObserver
+from .metrics import Metrics, TemplateErrorsCollector, XdsMetricsObserver, package_version
 from .publisher import Publisher
 from .resources import BuildSettings
 from .security import XdsTls, authorize_node_by_san, check_xds_tls, server_credentials
@@ -113,7 +113,7 @@ class Bridge:
         """``node_config``: the templates making per-node listeners and routes (None: nodes get
         clusters and endpoints only)."""
         self.config = config
-        self.metrics = Metrics()
+        self.metrics = Metrics(version=package_version())
         self.registry = ClientRegistry()
         self.registry.add_observer(XdsMetricsObserver(self.metrics, self.registry))
         self.registry.add_observer(StreamEventLogger())
@@ -135,7 +135,7 @@ class Bridge:
             )
         self.client = ConsulClient(
             config.consul,
-            on_request=self._consul_request,
+            on_request=self.metrics.consul_request,
             on_connections=self.metrics.consul_connections.set,
         )
         self.watcher = CatalogWatcher(self.client, config.consul, self.publisher.submit)
@@ -176,11 +176,6 @@ class Bridge:
         ]
 
     # ------------------------------------------------------------ operations hooks
-    def _consul_request(self, outcome: str) -> None:
-        self.metrics.consul_requests.labels(outcome).inc()
-        if outcome == "ok":
-            self.metrics.consul_contact()
-
     def _rebuilt(self, publisher: Publisher, seconds: float) -> None:
         self.metrics.snapshot_build.observe(seconds)
         self.metrics.resources.labels("cluster").set(len(publisher.clusters))
