@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import logs
 from .bootstrap import BootstrapOptions, bootstrap_yaml, parse_metadata
+from .commands.status import add_status_flags, status_command
 from .config import SETTINGS, Config, ConfigError, flag_help, load
 from .tasks import cancel_and_wait
 from .values import BOOL, HOST_PORT, PORT, Kind, parse_host_port
@@ -120,6 +121,9 @@ def _parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check-templates", help="validate every template set")
     check.add_argument("--templates", default=None, help="template sets directory")
+
+    status = commands.add_parser("status", help="each connected node's xDS sync state (CSDS)")
+    add_status_flags(status)
 
     commands.add_parser("version", help="print the version")
     return parser
@@ -257,6 +261,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _cmd_render(args)
     if args.command == "check-templates":
         return _cmd_check_templates(args)
+    if args.command == "status":
+        return status_command(args)
     try:
         return asyncio.run(_serve(args))
     except ConfigError as exc:
