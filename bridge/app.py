@@ -183,24 +183,35 @@ class Bridge:
         self.metrics.catalog_services.set(len(publisher.catalog))
 
     def debug_views(self) -> dict[str, JsonView]:
-        """``/debug/clients``, ``/debug/resources?node=ID[&cluster=C]``, ``/debug/consul``,
-        ``/debug/templates`` (sets and the latest error per node key)."""
+        """``/debug/clients``, ``/debug/resources?node=ID[&cluster=C]``,
+        ``/debug/config_dump?node=ID[&cluster=C][&include_eds]`` (Envoy's ``/config_dump``
+        shape), ``/debug/consul``, ``/debug/templates`` (sets and the latest error per key)."""
 
         def clients(query: Mapping[str, str]) -> tuple[int, Any]:
             return 200, debug.clients_view(self.registry)
 
-        def resources(query: Mapping[str, str]) -> tuple[int, Any]:
+        def node_key(query: Mapping[str, str]) -> tuple[str, str]:
             node_id = query.get("node", "")
-            if not node_id:
-                return 400, {"error": "missing query parameter: node=<node id>"}
             streams = self.registry.by_node(node_id)
             if streams:
-                key = streams[0].node_key
-            else:  # not connected: the key it would get (pass cluster= when keyed by cluster)
-                key = self.cache.node_key(
-                    base_pb2.Node(id=node_id, cluster=query.get("cluster", ""))
-                )
+                return node_id, streams[0].node_key
+            # not connected: the key it would get (pass cluster= when keyed by cluster)
+            node = base_pb2.Node(id=node_id, cluster=query.get("cluster", ""))
+            return node_id, self.cache.node_key(node)
+
+        def resources(query: Mapping[str, str]) -> tuple[int, Any]:
+            if not query.get("node"):
+                return 400, {"error": "missing query parameter: node=<node id>"}
+            node_id, key = node_key(query)
             return 200, debug.resources_view(node_id, key, self.cache.get(key))
+
+        def config_dump(query: Mapping[str, str]) -> tuple[int, Any]:
+            if not query.get("node"):
+                return 400, {"error": "missing query parameter: node=<node id>"}
+            node_id, key = node_key(query)
+            streams = self.registry.by_node(node_id)
+            include_eds = "include_eds" in query
+            return 200, debug.config_dump_view(streams, self.cache.get(key), include_eds)
 
         def consul(query: Mapping[str, str]) -> tuple[int, Any]:
             return 200, self.watcher.status()
@@ -213,6 +224,7 @@ class Bridge:
         return {
             "clients": clients,
             "resources": resources,
+            "config_dump": config_dump,
             "consul": consul,
             "templates": templates,
         }

@@ -116,6 +116,13 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("--node-cluster", default="")
     render.add_argument("--metadata", action="append", default=[], metavar="KEY=VALUE")
     render.add_argument("--catalog", help="a saved catalog JSON file instead of live Consul")
+    render.add_argument(
+        "--format",
+        choices=("resources", "config_dump"),
+        default="resources",
+        help="resources (the bridge's JSON) or config_dump (as Envoy's /config_dump prints it)",
+    )
+    render.add_argument("--include-eds", action="store_true", help="config_dump: add endpoints")
     render.add_argument("--config", help="YAML config file")
     add_flags(render)
 
@@ -225,7 +232,9 @@ async def _render(args: argparse.Namespace) -> dict[str, Any]:
         datacenters, updates = catalog_from_file(args.catalog)
     else:
         datacenters, updates = await catalog_from_consul(bridge_cfg.consul)
-    return await render(bridge_cfg, node, datacenters, updates, templates)
+    return await render(
+        bridge_cfg, node, datacenters, updates, templates, args.format, args.include_eds
+    )
 
 
 def _cmd_render(args: argparse.Namespace) -> int:
