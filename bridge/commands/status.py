@@ -141,7 +141,7 @@ def detail(config: Any, replica: str, now: float) -> str:
     node = node_status(config, replica, now)
     lines = [
         f"node {node.node_id} (cluster {node.cluster or '-'}, {node.agent}) on {replica}",
-        f"{'TYPE':9} {'NAME':40} {'STATUS':9} {'CLIENT':15} {'VERSION':17} UPDATED",
+        f"{'TYPE':9} {'NAME':40} {'STATUS':9} {'CLIENT':15} {'VERSION':34} UPDATED",
     ]
     nacks: dict[str, str] = {}
     for entry in sorted(config.generic_xds_configs, key=_entry_order):
@@ -154,15 +154,17 @@ def detail(config: Any, replica: str, now: float) -> str:
                 datetime.datetime.fromtimestamp(stamp, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
                 + f" ({_age(now - stamp)} ago)"
             )
+        version = entry.version_info or "-"
+        if entry.config_status == csds_pb2.ConfigStatus.ERROR:
+            version += f" (rejected {entry.error_state.version_info or '?'})"
         lines.append(
             f"{kind:9} {entry.name:40} {status:9} "
-            f"{_CLIENT_NAMES.get(entry.client_status, '-'):15} {entry.version_info or '-':17} "
-            f"{updated}"
+            f"{_CLIENT_NAMES.get(entry.client_status, '-'):15} {version:34} {updated}"
         )
         if entry.config_status == csds_pb2.ConfigStatus.ERROR:
             nacks.setdefault(kind, str(entry.error_state.details))
     for kind, message in nacks.items():
-        lines.append(f"\n{kind} NACK, Envoy's message:\n{message.rstrip()}")
+        lines.append(f"\n{kind}: Envoy's message for the rejected version:\n{message.rstrip()}")
     return "\n".join(lines)
 
 
@@ -208,6 +210,7 @@ def main_status(
     stale_after: float = 30.0,
     timeout: float = 5.0,
     tls: Tls | None = None,
+    cluster: str = "",
     out: TextIO = sys.stdout,
     err: TextIO = sys.stderr,
 ) -> int:
@@ -230,6 +233,8 @@ def main_status(
             print(f"status: cannot read TLS files for {address}: {exc}", file=err)
             return 2
         for config in response.config:
+            if cluster and config.node.cluster != cluster:
+                continue
             configs.append((config, address))
             nodes.append(node_status(config, address, now))
     nodes.sort(key=lambda n: (n.node_id, n.replica))
@@ -258,6 +263,7 @@ def add_status_flags(parser: argparse.ArgumentParser) -> None:
         help="a bridge replica's xDS address (default 127.0.0.1:18000); repeat for replicas",
     )
     parser.add_argument("--node", default="", metavar="ID", help="one node's resources in detail")
+    parser.add_argument("--cluster", default="", metavar="NAME", help="only nodes of this cluster")
     parser.add_argument(
         "--stale-after",
         type=_typed(STALE_AFTER),
@@ -291,4 +297,4 @@ def _typed(kind: Kind) -> Any:
 def status_command(args: argparse.Namespace) -> int:
     addresses = [str(a) for a in args.xds_address] or ["127.0.0.1:18000"]
     tls = Tls(args.tls_ca, args.tls_cert, args.tls_key, args.tls_server_name)
-    return main_status(addresses, args.node, args.stale_after, args.timeout, tls)
+    return main_status(addresses, args.node, args.stale_after, args.timeout, tls, args.cluster)

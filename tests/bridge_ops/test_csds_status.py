@@ -214,3 +214,10 @@ async def test_status_names_a_replica_it_cannot_read(fleet: Fleet) -> None:
     assert code == 1  # the NACKing node is the worse news
     assert f"cannot read CSDS at {down}: UNAVAILABLE" in err
     assert NACKER in out
+
+
+async def test_status_can_select_one_cluster(fleet: Fleet) -> None:
+    await eventually(lambda: fetch(fleet.target), all_synced, what="Envoy and gRPC synced")
+    code, out, err = await status("--xds-address", fleet.target, "--cluster", "edge")
+    assert code == 0, (out, err)  # the NACKing node is in another cluster
+    assert [line.split()[0] for line in out.splitlines()[1:]] == [ENVOY]
