@@ -42,7 +42,7 @@ from .identity import IdentityRule, parse_patterns
 from .identity_policy import IdentityPolicy, check_identity, selecting_fields, serving_cache
 from .listening import check_free, display, listen_error
 from .logs import StreamEventLogger
-from .metrics import Metrics, TemplateErrorsCollector, XdsMetricsObserver
+from .metrics import Metrics, TemplateErrorsCollector, XdsMetricsObserver, package_version
 from .publisher import Publisher
 from .resources import BuildSettings
 from .secret_guard import Redactor
@@ -145,7 +145,7 @@ class Bridge:
         """``node_config``: the templates making per-node listeners and routes (None: nodes get
         clusters and endpoints only)."""
         self.config = config
-        self.metrics = Metrics()
+        self.metrics = Metrics(version=package_version())
         self.security_metrics = SecurityMetrics(self.metrics.registry)
         self.redact = Redactor()
         self.redact.add(config.consul.token, config.admin_debug_token)
@@ -198,7 +198,7 @@ class Bridge:
         self.consul_tls = ConsulTls(config.consul)
         self.client = ConsulClient(
             config.consul,
-            on_request=self._consul_request,
+            on_request=self.metrics.consul_request,
             on_connections=self.metrics.consul_connections.set,
             ssl_context=self.consul_tls.context,
             scrub=self.redact,
@@ -331,11 +331,6 @@ class Bridge:
         """``POST /debug/accept-removal``: publish the removals held by the guard now."""
         return 200, self.watcher.accept_removals()
 
-    def _consul_request(self, outcome: str) -> None:
-        self.metrics.consul_requests.labels(outcome).inc()
-        if outcome == "ok":
-            self.metrics.consul_contact()
-
     def _rebuilt(self, publisher: Publisher, seconds: float) -> None:
         self.metrics.snapshot_build.observe(seconds)
         self.metrics.resources.labels("cluster").set(len(publisher.clusters))
@@ -343,25 +338,37 @@ class Bridge:
         self.metrics.catalog_services.set(len(publisher.catalog))
 
     def debug_views(self) -> dict[str, JsonView]:
-        """``/debug/clients``, ``/debug/resources?node=ID[&cluster=C]``, ``/debug/consul``,
-        ``/debug/templates`` (sets and the latest error per node key), ``/debug/traffic``
-        (config entries, and each service's compiled chain with any entry problem)."""
+        """``/debug/clients``, ``/debug/resources?node=ID[&cluster=C]``,
+        ``/debug/config_dump?node=ID[&cluster=C][&include_eds]`` (Envoy's ``/config_dump``
+        shape), ``/debug/consul``, ``/debug/templates`` (sets and the latest error per key),
+        ``/debug/traffic`` (config entries, and each service's compiled chain with any entry
+        problem)."""
 
         def clients(query: Mapping[str, str]) -> tuple[int, Any]:
             return 200, debug.clients_view(self.registry)
 
-        def resources(query: Mapping[str, str]) -> tuple[int, Any]:
+        def node_key(query: Mapping[str, str]) -> tuple[str, str]:
             node_id = query.get("node", "")
-            if not node_id:
-                return 400, {"error": "missing query parameter: node=<node id>"}
             streams = self.registry.by_node(node_id)
             if streams:
-                key = streams[0].node_key
-            else:  # not connected: the key it would get (pass cluster= when keyed by cluster)
-                key = self.cache.node_key(
-                    base_pb2.Node(id=node_id, cluster=query.get("cluster", ""))
-                )
+                return node_id, streams[0].node_key
+            # not connected: the key it would get (pass cluster= when keyed by cluster)
+            node = base_pb2.Node(id=node_id, cluster=query.get("cluster", ""))
+            return node_id, self.cache.node_key(node)
+
+        def resources(query: Mapping[str, str]) -> tuple[int, Any]:
+            if not query.get("node"):
+                return 400, {"error": "missing query parameter: node=<node id>"}
+            node_id, key = node_key(query)
             return 200, debug.resources_view(node_id, key, self.cache.get(key))
+
+        def config_dump(query: Mapping[str, str]) -> tuple[int, Any]:
+            if not query.get("node"):
+                return 400, {"error": "missing query parameter: node=<node id>"}
+            node_id, key = node_key(query)
+            streams = self.registry.by_node(node_id)
+            include_eds = "include_eds" in query
+            return 200, debug.config_dump_view(streams, self.cache.get(key), include_eds)
 
         def consul(query: Mapping[str, str]) -> tuple[int, Any]:
             return 200, self.watcher.status()
@@ -377,6 +384,7 @@ class Bridge:
         return {
             "clients": clients,
             "resources": resources,
+            "config_dump": config_dump,
             "consul": consul,
             "templates": templates,
             "traffic": traffic,

@@ -24,6 +24,7 @@ from .bootstrap import (
     parse_metadata,
     skip_verify_warning,
 )
+from .commands.status import add_status_flags, status_command
 from .config import SETTINGS, Config, ConfigError, flag_help, load
 from .tasks import cancel_and_wait
 from .values import BOOL, HOST_PORT, PORT, Kind, parse_host_port
@@ -133,6 +134,13 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("--node-cluster", default="")
     render.add_argument("--metadata", action="append", default=[], metavar="KEY=VALUE")
     render.add_argument("--catalog", help="a saved catalog JSON file instead of live Consul")
+    render.add_argument(
+        "--format",
+        choices=("resources", "config_dump"),
+        default="resources",
+        help="resources (the bridge's JSON) or config_dump (as Envoy's /config_dump prints it)",
+    )
+    render.add_argument("--include-eds", action="store_true", help="config_dump: add endpoints")
     render.add_argument("--config", help="YAML config file")
     add_flags(render)
 
@@ -142,6 +150,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--config", help="YAML config file (flags > env > file > defaults)")
     add_flags(check)
+
+    status = commands.add_parser("status", help="each connected node's xDS sync state (CSDS)")
+    add_status_flags(status)
 
     commands.add_parser("version", help="print the version")
     return parser
@@ -266,7 +277,9 @@ async def _render(args: argparse.Namespace) -> dict[str, Any]:
         datacenters, updates = catalog_from_file(args.catalog)
     else:
         datacenters, updates = await catalog_from_consul(bridge_cfg.consul)
-    return await render(bridge_cfg, node, datacenters, updates, templates)
+    return await render(
+        bridge_cfg, node, datacenters, updates, templates, args.format, args.include_eds
+    )
 
 
 def _cmd_render(args: argparse.Namespace) -> int:
@@ -307,6 +320,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _cmd_render(args)
     if args.command == "check-templates":
         return _cmd_check_templates(args)
+    if args.command == "status":
+        return status_command(args)
     try:
         return asyncio.run(_serve(args))
     except ConfigError as exc:  # every start-up failure: the key and one line, no traceback

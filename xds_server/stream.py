@@ -231,15 +231,8 @@ class XdsStream(ABC, Generic[SubT, PlanT]):
         assert self.info is not None
         sub.awaiting = False
         version = sub.version or ""
-        if request.HasField("error_detail"):
+        if request.HasField("error_detail"):  # logged by the registry's observers
             self.registry.nacked(self.info, sub.type_url, version, request.error_detail.message)
-            log.warning(
-                "node %r rejected %s version %s: %s",
-                self.info.node_id,
-                SHORT_NAMES[sub.type_url],
-                version,
-                request.error_detail.message,
-            )
         else:
             self.registry.acked(self.info, sub.type_url, version, request.response_nonce)
 
@@ -261,7 +254,7 @@ class XdsStream(ABC, Generic[SubT, PlanT]):
         sub.awaiting = True
         self._resend_dependents(sub.type_url, changed)
         origins = [r.origin_time for r in changed if r.origin_time is not None]
-        self.registry.sent(self.info, sub.type_url, version, nonce, count, origins)
+        self.registry.sent(self.info, sub.type_url, version, nonce, count, origins, sub.held)
         return nonce
 
     # -------------------------------------------------------------- internals
