@@ -37,10 +37,15 @@ GRPC_METHOD = "/demo.Greeter/Hello"
 
 
 def port_or_free(preferred: int) -> int:
+    """``preferred`` when it is free, else any free port. ``CONSUL_XDS_DEMO_PORTS=any`` skips
+    the preferred ports altogether (the tests set it, so that two test runs on one machine never
+    race for 8500/18000/...)."""
+    if os.environ.get("CONSUL_XDS_DEMO_PORTS") == "any":
+        preferred = 0
     with socket.socket() as sock:
         try:
             sock.bind(("127.0.0.1", preferred))
-            return preferred
+            return int(sock.getsockname()[1])
         except OSError:
             sock.bind(("127.0.0.1", 0))
             return int(sock.getsockname()[1])
