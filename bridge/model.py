@@ -57,9 +57,11 @@ class Instance:
     port: int
     tags: tuple[str, ...] = ()
     meta: tuple[tuple[str, str], ...] = ()  # sorted (key, value) pairs
+    node_meta: tuple[tuple[str, str], ...] = ()  # for subset filters on Node.Meta
     weight_passing: int = 1
     weight_warning: int = 1
     checks: tuple[Check, ...] = ()
+    kind: str = ""  # Service.Kind: "" for a typical service, else connect-proxy, mesh-gateway, ...
 
     @property
     def health(self) -> Health:
@@ -145,9 +147,11 @@ def parse_instance(entry: Mapping[str, Any], datacenter: str | None = None) -> I
         port=port,
         tags=tuple(str(t) for t in tags) if isinstance(tags, Sequence) else (),
         meta=_pairs(service.get("Meta")),
+        node_meta=_pairs(node.get("Meta")),
         weight_passing=_weight(service.get("Weights"), "Passing"),
         weight_warning=_weight(service.get("Weights"), "Warning"),
         checks=checks,
+        kind=str(service.get("Kind") or ""),
     )
 
 

@@ -24,7 +24,6 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from typing import Protocol
 
 from envoy.config.core.v3 import base_pb2
 
@@ -40,29 +39,17 @@ from xds_server.resource import (
 )
 
 from .catalog import Catalog, ServiceUpdate
-from .gate import check_service
+from .config_entries import ConfigEntriesUpdate
+from .gate import check_chain_resource, check_service
 from .model import ServiceView
 from .node_keys import NodeKeys, RefusedRender
 from .quarantine import Quarantine
 from .resources import BuildSettings, build_service, cluster_name
 from .retry import Retry, log_failure, some
-from .rollback import SHARED_TYPES, Rollbacks, nack_problem
+from .rollback import SHARED_TYPES, Rollbacks, chain_scope, nack_problem
+from .sources import NodeConfigSource, TrafficSource
 
 log = logging.getLogger(__name__)
-
-
-class NodeConfigSource(Protocol):
-    """Per-node listeners, routes and extra clusters (implemented by the templates)."""
-
-    def node_resources(
-        self, key: str, node: base_pb2.Node, catalog: Catalog, services_changed: bool
-    ) -> Sequence[Resource] | None:
-        """Resources for ``key``; None keeps what the key has (e.g. after a template error)."""
-        ...
-
-    def key_released(self, key: str) -> None:
-        """The last stream of ``key`` went: forget what is kept for it."""
-        ...
 
 
 class Publisher:
@@ -81,13 +68,16 @@ class Publisher:
         node_config: NodeConfigSource | None = None,
         debounce: float = 0.01,
         on_rebuilt: Callable[[Publisher, float], None] | None = None,
+        traffic: TrafficSource | None = None,
         quarantine: Quarantine | None = None,
         set_of: Callable[[base_pb2.Node], str] = lambda node: "",
     ) -> None:
         """``on_rebuilt(publisher, seconds)`` is called after each rebuild (for metrics);
+        ``traffic`` adds the clusters of Consul's config entries (None: no entries used);
         ``quarantine`` receives what the gate keeps from the nodes; ``set_of(node)`` names the
         template set a node uses (refused renders are counted by it)."""
         self.cache = cache
+        self.traffic = traffic
         self.settings = settings or BuildSettings()
         self.node_config = node_config
         self.debounce = debounce
@@ -103,6 +93,7 @@ class Publisher:
         self._endpoints = ResourceSet(ENDPOINT)
         self._warned: dict[str, frozenset[str]] = {}  # per service: the warnings logged
         self._pending: list[ServiceUpdate] = []
+        self._pending_entries: ConfigEntriesUpdate | None = None
         self._flush_handle: asyncio.TimerHandle | asyncio.Handle | None = None
         self._last_flush = float("-inf")
         self._retry = Retry(self._retry_failed)
@@ -120,6 +111,14 @@ class Publisher:
     def submit(self, updates: Iterable[ServiceUpdate]) -> None:
         """Queue watcher updates; they are published now or at the end of the debounce window."""
         self._pending.extend(updates)
+        self._schedule()
+
+    def submit_entries(self, update: ConfigEntriesUpdate) -> None:
+        """Queue a config entries table (the newest wins); published like catalog updates."""
+        self._pending_entries = update
+        self._schedule()
+
+    def _schedule(self) -> None:
         if self._flush_handle is not None:
             return
         loop = asyncio.get_running_loop()
@@ -138,7 +137,11 @@ class Publisher:
             self._last_flush = time.monotonic()
         pending, self._pending = self._pending, []
         changed = self.catalog.apply(pending)
-        if changed:
+        entries, self._pending_entries = self._pending_entries, None
+        entries_changed = False
+        if entries is not None and self.traffic is not None:
+            entries_changed = self.traffic.set_entries(entries)
+        if changed or entries_changed:
             self._rebuild(changed)
 
     def mark_ready(self) -> None:
@@ -219,8 +222,27 @@ class Publisher:
                     upsert_endpoints.append(assignment)
             elif name in self._endpoints:  # now a DNS cluster: its assignment is inline
                 self._endpoints = self._endpoints.with_changes(remove=[name])
+        remove_endpoints = list(remove)
+        if self.traffic is not None:  # after the plain services: chain versions win
+            # Chains see the served catalog, as templates do: never a service the gate refused.
+            extra = self.traffic.rebuild(changed, self.served)
+            refused = self._gate_chain(self._clusters, extra.clusters, upsert_clusters)
+            refused |= self._gate_chain(self._endpoints, extra.endpoints, upsert_endpoints)
+            if refused:  # the served version stays, not the plain one built above
+                upsert_clusters = [r for r in upsert_clusters if r.name not in refused]
+                upsert_endpoints = [r for r in upsert_endpoints if r.name not in refused]
+            for type_url, names in (
+                (CLUSTER, extra.remove_clusters),
+                (ENDPOINT, extra.remove_endpoints),
+            ):
+                for gone in names:
+                    self.quarantine.clear(chain_scope(type_url, gone))
+                    self.rollbacks.forget(type_url, gone)
+            remove.extend(extra.remove_clusters)
+            remove_endpoints.extend(extra.remove_endpoints)
+            services_changed |= extra.names_changed
         self._clusters = self._clusters.with_changes(upsert_clusters, remove)
-        self._endpoints = self._endpoints.with_changes(upsert_endpoints, remove)
+        self._endpoints = self._endpoints.with_changes(upsert_endpoints, remove_endpoints)
         if self.ready:
             self._publish_all(services_changed)
         if self._unbuilt:
@@ -256,6 +278,22 @@ class Publisher:
             self._endpoints = self._endpoints.with_changes([replacement])
         if self.ready:
             self._publish_all(services_changed=False)
+
+    def _gate_chain(
+        self, served: ResourceSet, built: Iterable[Resource], into: list[Resource]
+    ) -> set[str]:
+        """Put a chain's resources through the gate and the rollbacks (into ``into``); returns
+        the names refused (their served version stays)."""
+        refused = set()
+        for resource in built:
+            problem = check_chain_resource(resource, kept=resource.name in served)
+            scope = chain_scope(resource.type_url, resource.name)
+            self.quarantine.set(scope, [problem] if problem is not None else [])
+            if problem is not None:
+                refused.add(resource.name)
+            elif self.rollbacks.admit(served, resource):
+                into.append(resource)
+        return refused
 
     def _serve(self, service: str, view: ServiceView | None) -> bool:
         """Make the served catalog show ``view`` of ``service`` (None: not served); returns
@@ -301,6 +339,15 @@ class Publisher:
             if rendered is not None:  # None: keep the last good listeners/routes
                 names, generation = self.served.names(), self.served.generation
                 extras = self.keys.accept(key, node, rendered, names, generation)
+            if extras is None:
+                # Never rendered for this key (or every render so far was refused by the gate):
+                # its listeners, routes and template clusters are unknown, and an empty LDS (or a
+                # CDS state without them) would remove what its Envoys hold. Send none of them
+                # until a render succeeds and passes the gate; endpoints still flow.
+                return Snapshot(
+                    {CLUSTER: self._clusters, ENDPOINT: self._endpoints},
+                    withheld=frozenset({CLUSTER, LISTENER, ROUTE}),
+                )
         clusters = self._clusters
         if extras is not None and extras.clusters:
             clusters = clusters.with_changes(extras.clusters)

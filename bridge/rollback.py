@@ -40,6 +40,11 @@ def nack_scope(type_url: str, name: str) -> str:
     return f"nack:{SHORT_NAMES.get(type_url, type_url)}:{name}"
 
 
+def chain_scope(type_url: str, name: str) -> str:
+    """The quarantine scope of a config entries chain's cluster or endpoint assignment."""
+    return f"chain:{SHORT_NAMES.get(type_url, type_url)}:{name}"
+
+
 class Rollbacks:
     """Per shared resource: the version served before the current one, and rejected versions."""
 

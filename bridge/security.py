@@ -2,22 +2,23 @@
 
 * :func:`check_xds_tls` validates the ``xds.tls_*`` settings (files readable, PEM, key matching
   the certificate, combinations that make sense) and raises :class:`ConfigError` naming the key.
-* :func:`server_credentials` turns them into gRPC server credentials (mTLS when a client CA is
-  set: clients without a certificate signed by it are refused during the handshake).
+  (:mod:`bridge.tls_reload` serves them, reloadable: mTLS when a client CA is set, so clients
+  without a certificate signed by it are refused during the handshake.)
 * :func:`authorize_node_by_san` is the optional check the discovery server applies to the first
   request of every stream (``xds.require_node_san``): the node id a client claims must be one of
   the URI or DNS subject alternative names of the certificate it presented, so an Envoy cannot
-  ask for another node's configuration.
+  ask for another node's configuration (:mod:`bridge.identity` binds the other fields).
+* :func:`bearer_matches` is the admin listener's ``/debug/*`` check.
 """
 
 from __future__ import annotations
 
+import hmac
 import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
 from envoy.config.core.v3 import base_pb2
 
 from .config import ConfigError
@@ -121,19 +122,13 @@ def check_xds_tls(tls: XdsTls) -> None:
             ) from None
 
 
-def server_credentials(tls: XdsTls) -> grpc.ServerCredentials | None:
-    """gRPC credentials for the xDS listener (None: plaintext). Raises :class:`ConfigError`."""
-    check_xds_tls(tls)
-    if not tls.enabled:
-        return None
-    pair = (
-        _read(tls.key_file, "xds.tls_key", "private key"),
-        _read(tls.cert_file, "xds.tls_cert", "certificate"),
-    )
-    if not tls.client_ca_file:
-        return grpc.ssl_server_credentials([pair])
-    return grpc.ssl_server_credentials(
-        [pair],
-        root_certificates=_read(tls.client_ca_file, "xds.tls_client_ca", "CA certificate"),
-        require_client_auth=True,
-    )
+def bearer_matches(authorization: str, token: str) -> bool:
+    """Whether an ``Authorization`` header carries ``Bearer <token>``: the scheme in any case
+    (RFC 7235), the token compared in constant time. Any header -- empty, another scheme, bytes
+    that are not ASCII -- is a plain no, never an error."""
+    scheme, _, given = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return False
+    # aiohttp hands undecodable header bytes over as surrogates; encode them back as they came
+    given_bytes = given.strip().encode("utf-8", "surrogateescape")
+    return hmac.compare_digest(given_bytes, token.encode("utf-8", "surrogateescape"))

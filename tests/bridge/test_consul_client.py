@@ -11,7 +11,7 @@ import pytest
 import trustme
 from aiohttp import web
 
-from bridge.consul_client import ConsulClient, ConsulError
+from bridge.consul import ConsulClient, ConsulError
 from bridge.consul_settings import settings_from_env
 from bridge.tasks import within
 
@@ -90,15 +90,15 @@ async def test_token_travels_as_header_and_response_headers_are_exposed(server: 
     assert request.query["dc"] == "dc2"
 
 
-async def test_agent_self_goes_through_python_consul2_and_the_shared_session(
+async def test_explicit_settings_win_over_consuls_environment(
     server: Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # python-consul2 would let these win over explicit settings; ours must not.
+    # Consul's own clients let these override; the settings layer already read them.
     monkeypatch.setenv("CONSUL_HTTP_TOKEN", "env-token")
     monkeypatch.setenv("CONSUL_HTTP_ADDR", "elsewhere")
     async with ConsulClient(settings_from_env({}, address=server.url, token=TOKEN)) as client:
-        agent = await client.agent_self()
-    assert agent["Config"]["Datacenter"] == "dc7"
+        agent = await client.get_json("/v1/agent/self")
+    assert agent.body["Config"]["Datacenter"] == "dc7"
     assert server.seen[0].headers["X-Consul-Token"] == TOKEN
 
 
@@ -115,7 +115,9 @@ async def test_agent_self_goes_through_python_consul2_and_the_shared_session(
 async def test_errors_have_kinds_and_are_reported(server: Server, path: str, kind: str) -> None:
     outcomes: list[str] = []
     settings = settings_from_env({}, address=server.url)
-    async with ConsulClient(settings, on_request=outcomes.append) as client:
+    async with ConsulClient(
+        settings, on_request=lambda outcome, dc: outcomes.append(outcome)
+    ) as client:
         with pytest.raises(ConsulError) as caught:
             await client.get_json(path)
     assert caught.value.kind == kind
@@ -167,7 +169,8 @@ async def test_mutual_tls_with_ca_client_cert_key_and_server_name() -> None:
 
     async def handler(request: web.Request) -> web.Response:
         peers.append(request.transport.get_extra_info("peercert") if request.transport else None)
-        return web.json_response({"ok": True}, headers={"X-Consul-Index": "5"})
+        # Consul answers /v1/status/leader with the leader's address as a JSON string
+        return web.json_response("127.0.0.1:8300", headers={"X-Consul-Index": "5"})
 
     app = web.Application()
     app.router.add_get("/v1/status/leader", handler)
@@ -186,7 +189,7 @@ async def test_mutual_tls_with_ca_client_cert_key_and_server_name() -> None:
             env |= {"CONSUL_TLS_SERVER_NAME": "server.dc1.consul"}
             async with ConsulClient(settings_from_env(env)) as client:
                 resp = await client.get_json("/v1/status/leader")
-            assert resp.body == {"ok": True}
+            assert resp.body == "127.0.0.1:8300"
             assert peers
             assert peers[0]
             # Without the expected server name (or the CA), verification fails: a connection

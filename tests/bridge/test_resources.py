@@ -9,7 +9,7 @@ from envoy.config.core.v3 import health_check_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 
-from bridge.model import ServiceView, parse_health_service
+from bridge.model import Health, ServiceView, parse_health_service
 from bridge.resources import HTTP_PROTOCOL_OPTIONS, BuildSettings, build_service
 
 
@@ -124,6 +124,25 @@ def test_health_states_map_to_envoy_health_and_weights() -> None:
         "10.0.0.5": (UNHEALTHY, 1),
         "10.0.0.6": (UNHEALTHY, 1),
         "10.0.0.7": (UNHEALTHY, 1),
+    }
+
+
+def test_a_check_status_the_bridge_does_not_know_is_never_taken_for_passing() -> None:
+    body = [
+        entry("a", address="10.0.0.1"),
+        entry("b", address="10.0.0.2", status="degraded"),  # not a Consul status (yet)
+        entry("c", address="10.0.0.3", status=""),
+    ]
+    instances, problems = parse_health_service(body, "dc1")
+    assert problems == []
+    assert [i.health for i in instances] == [Health.PASSING, Health.CRITICAL, Health.CRITICAL]
+    built = build_service(view(("dc1", body)), BuildSettings())
+    assert built.load_assignment is not None
+    got = {addr.split(":")[0]: h for addr, (h, _, _) in endpoints(built.load_assignment).items()}
+    assert got == {
+        "10.0.0.1": HEALTHY,
+        "10.0.0.2": UNHEALTHY,
+        "10.0.0.3": UNHEALTHY,
     }
 
 

@@ -1,5 +1,4 @@
-"""Global mode at scale: a small health trigger, sweeps that skip unchanged services, and the
-retrier's fast path keeping the backoff and bookkeeping of its tenacity path."""
+"""Global mode at scale: a small health trigger, and sweeps that skip unchanged services."""
 
 from __future__ import annotations
 
@@ -8,9 +7,8 @@ from typing import Any
 
 import pytest
 
-from bridge.consul_client import ConsulClient, ConsulError, ConsulResponse
-from bridge.consul_settings import settings_from_env
-from bridge.watcher import NOT_PASSING, WatchStatus, _Retrier
+from bridge.consul import ConsulClient, ConsulResponse
+from bridge.consul.global_mode import NOT_PASSING
 from consul_double import ConsulDouble
 from tests.bridge.test_watcher_support import Running, fast_settings, register, watching
 
@@ -82,24 +80,3 @@ async def test_known_index_skips_decoding_only_when_the_index_is_the_same() -> N
             moved = await client.get_json("/v1/health/service/web", known_index=first.index)
             assert not moved.unchanged
             assert moved.body[0]["Checks"][-1]["Status"] == "warning"
-
-
-@pytest.mark.parametrize("failures", [0, 1, 3])
-async def test_retrier_fast_path_keeps_the_failure_bookkeeping(failures: int) -> None:
-    settings = settings_from_env({}, backoff_base="10ms", backoff_max="20ms", min_interval=0)
-    status = WatchStatus("/x", "dc1", "test")
-    retrier = _Retrier(settings, status)
-    attempts = 0
-
-    async def flaky() -> str:
-        nonlocal attempts
-        attempts += 1
-        if attempts <= failures:
-            raise ConsulError("server_error", "HTTP 500")
-        return "ok"
-
-    assert await retrier.call(flaky) == "ok"
-    assert attempts == failures + 1
-    assert status.error_count == failures
-    assert status.failing == 0
-    assert (status.last_error is not None) == (failures > 0)

@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
-from tenacity import AsyncRetrying, RetryCallState
 
-from bridge.consul_client import ConsulResponse
-from bridge.consul_settings import settings_from_env
+from bridge.consul import ConsulResponse
 from bridge.model import Health
-from bridge.watcher import CatalogWatcher, ServiceUpdate, WatchStatus, _Retrier
 from consul_double import ConsulDouble
 from tests.bridge.test_watcher_support import (
     CHANGES,
     Change,
     Recorder,
     Running,
+    every_watch_held,
     register,
     watching,
     web_and_api,
@@ -134,8 +132,46 @@ async def test_index_reset_still_delivers_changes(running: Running) -> None:
     consul.reset_index()
     register(consul, "web", "web-1", port=7777)
     await running.until(lambda: _port(running.rec, "web-1") == 7777, what="change after reset")
-    consul.deregister("web-2")
+    consul.deregister("web-2")  # a removal right after a reset is held (the guard's tests)...
+    await running.until(lambda: _guard(running)["holding"], what="the removal held")
+    assert running.rec.ids("web") == {"web-1", "web-2"}
+    running.watcher.accept_removals()  # ... until an operator accepts it
     await running.until(lambda: running.rec.ids("web") == {"web-1"})
+
+
+async def test_after_an_index_reset_the_watch_does_not_wait_for_the_old_index(
+    consul: ConsulDouble,
+) -> None:
+    web_and_api(consul)
+    for round_ in range(5):  # move the indexes well above what a reset leaves
+        register(consul, "api", "api-1", port=9090, meta={"round": str(round_)})
+    # Blocking queries wait up to 5 minutes: a watch still holding the pre-reset index would
+    # not hear of any change for that long (Consul answers only once the index passes it).
+    async with watching(consul, wait="5m") as run:
+        await run.ready()
+        before = max(int(str(w["index"])) for w in run.watcher.status()["watches"])
+        # A reset wakes the queries Consul holds; one sent after it with an old index would
+        # wait like any other (in Consul too). So every watch must be held when it happens.
+        await every_watch_held(run)
+        consul.reset_index()
+        await run.until(
+            lambda: all(int(str(w["index"])) < before for w in run.watcher.status()["watches"]),
+            what="every watch to see the index go backwards",
+        )
+        register(consul, "web", "web-1", port=7777)
+        await run.until(
+            lambda: _port(run.rec, "web-1") == 7777, timeout=15, what="a change after the reset"
+        )
+        # a removal right after a reset is held by the mass-removal guard until accepted
+        consul.deregister("api-1")
+        await run.until(lambda: bool(run.watcher.problems()), timeout=15, what="removal held")
+        run.watcher.accept_removals()
+        await run.until(lambda: run.rec.ids("api") is None, timeout=15, what="a removal")
+
+
+def _guard(run: Running) -> dict[str, Any]:
+    guard: dict[str, Any] = run.watcher.status()["datacenter_status"]["dc1"]["removal_guard"]
+    return guard
 
 
 def _port(rec: Recorder, instance_id: str) -> int | None:
@@ -151,6 +187,11 @@ async def test_errors_are_retried_without_empty_updates_and_recover(
     running: Running, fault: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     consul, rec = running.consul, running.rec
+    caplog.set_level(logging.DEBUG, logger="bridge.consul")
+    # A fault meets only the requests Consul receives from now on: the web watch's query that
+    # Consul holds would still be answered normally, with whatever changed meanwhile. So it is
+    # answered first, by a harmless change, and its next request meets the fault.
+    await every_watch_held(running)
     prefix = "/v1/health/service/web"
     if fault == "http 500":
         consul.faults.error(status=500, body="No cluster leader", path_prefix=prefix)
@@ -160,8 +201,16 @@ async def test_errors_are_retried_without_empty_updates_and_recover(
         consul.faults.too_many_requests(times=None, path_prefix=prefix)
     else:
         consul.faults.error(status=200, body="{not json", path_prefix=prefix)
+    register(consul, "web", "web-1", port=8080, meta={"k": "v", "touched": "yes"})
+    await running.until(
+        lambda: _touched(rec, "web-1") and _web_errors(running) >= 1,
+        what="the touch answered, then the web watch meeting the fault",
+    )
     mark = rec.mark()
-    with caplog.at_level(logging.DEBUG, logger="bridge.watcher"):
+    with caplog.at_level(logging.DEBUG, logger="bridge.consul"):
+        # A read Consul already holds is answered normally: change web only once the watch
+        # meets the fault, or that read would carry the change.
+        await running.until(lambda: _web_errors(running) >= 1, what="the web watch failing")
         consul.deregister("web-2")
         await running.until(
             lambda: _web_errors(running) >= 3, what="several failed attempts on the web watch"
@@ -172,6 +221,11 @@ async def test_errors_are_retried_without_empty_updates_and_recover(
     assert all(u.instances for u in rec.since(mark))
     assert "retrying in" in caplog.text
     assert _statuses(running, "/web")[0]["failing"] == 0
+
+
+def _touched(rec: Recorder, instance_id: str) -> bool:
+    found = rec.instance("web", instance_id)
+    return found is not None and found.meta_dict.get("touched") == "yes"
 
 
 def _web_errors(run: Running) -> int:
@@ -190,11 +244,14 @@ async def test_a_hanging_request_times_out_and_is_retried(running: Running) -> N
 async def test_403_is_logged_as_an_acl_problem(
     running: Running, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="bridge.consul")
     running.consul.faults.error(status=403, body="Permission denied", times=2)
-    with caplog.at_level(logging.WARNING, logger="bridge.watcher"):
-        running.consul.deregister("web-2")
-        await running.until(lambda: running.rec.ids("web") == {"web-1"})
-    assert "ACL token" in caplog.text
+    running.consul.deregister("web-2")
+    # A query Consul already holds may answer the change before any request meets the 403s;
+    # the requests after it do meet them.
+    await running.until(lambda: running.rec.ids("web") == {"web-1"}, what="the change")
+    await running.until(lambda: "ACL token" in caplog.text, what="the 403 logged")
+    assert "HTTP 403" in caplog.text
 
 
 async def test_outage_keeps_state_then_recovers(running: Running) -> None:
@@ -247,7 +304,9 @@ async def test_selection_by_name_pattern_and_tags(consul: ConsulDouble) -> None:
     web_and_api(consul)
     register(consul, "web-admin", "admin-1", tags=["internal"])
     register(consul, "consul", "consul-1")
-    async with watching(consul, include=("web*",), exclude_tags=("internal",)) as run:
+    # Deselecting web, the only service served, is a mass removal: the guard's share rule off.
+    settings = {"include": ("web*",), "exclude_tags": ("internal",), "mass_removal_share": 1}
+    async with watching(consul, **settings) as run:
         await run.ready()
         assert {name for name, _ in run.rec.state} == {"web"}
         # web-admin loses its excluded tag: selected; web gains it: deselected (None).
@@ -264,7 +323,7 @@ async def test_acl_filtered_results_warn_once(
 ) -> None:
     headers = {"X-Consul-Index": "7", "X-Consul-Results-Filtered-By-ACLs": "true"}
     filtered = ConsulResponse(200, 7, {}, headers, 1.0)
-    with caplog.at_level(logging.WARNING, logger="bridge.watcher"):
+    with caplog.at_level(logging.WARNING, logger="bridge.consul"):
         running.watcher.observe(filtered)
         running.watcher.observe(filtered)
         running.watcher.observe(ConsulResponse(200, 8, {}, {"X-Consul-Index": "8"}, 2.0))
@@ -288,24 +347,3 @@ async def test_token_is_never_logged(
 
 
 SECRET_TOKEN = "tok-9f3e-secret-value"
-
-
-async def test_updates_emitted_together_arrive_in_one_batch() -> None:
-    calls: list[list[ServiceUpdate]] = []
-    watcher = CatalogWatcher(None, settings_from_env({}), calls.append)  # type: ignore[arg-type]
-    watcher.emit(ServiceUpdate("a", "dc1", (), 1.0))
-    watcher.emit(ServiceUpdate("b", "dc1", None, 1.0))
-    assert calls == []
-    await asyncio.sleep(0)
-    assert [[u.name for u in batch] for batch in calls] == [["a", "b"]]
-
-
-def test_backoff_doubles_with_jitter_up_to_the_cap() -> None:
-    settings = settings_from_env({}, backoff_base="250ms", backoff_max="2s")
-    retrier = _Retrier(settings, WatchStatus("/x", "dc1", "test"))
-    for attempt, ceiling in [(1, 0.25), (2, 0.5), (3, 1.0), (4, 2.0), (10, 2.0), (100, 2.0)]:
-        state = RetryCallState(AsyncRetrying(), None, (), {})
-        state.attempt_number = attempt
-        delays = {retrier.backoff(state) for _ in range(50)}
-        assert all(ceiling / 2 <= d <= ceiling for d in delays), (attempt, delays)
-        assert len(delays) > 1  # jittered

@@ -10,11 +10,11 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bridge.consul_client import ConsulClient
+from bridge.catalog import ServiceUpdate
+from bridge.consul import CatalogWatcher, ConsulClient
 from bridge.consul_settings import ConsulSettings, settings_from_env
 from bridge.model import Health, Instance
 from bridge.tasks import within
-from bridge.watcher import CatalogWatcher, ServiceUpdate
 from consul_double import ConsulDouble
 
 Key = tuple[str, str]  # (service, datacenter)
@@ -98,6 +98,22 @@ class Running:
 
     async def ready(self, timeout: float = 5.0) -> None:
         await within(self.watcher.ready.wait(), timeout)
+
+
+def held_queries(consul: ConsulDouble) -> int:
+    """Requests the double has accepted and not answered yet: the blocking queries it holds."""
+    return consul.stats.requests_total - sum(consul.stats.responses_by_status.values())
+
+
+async def every_watch_held(run: Running) -> None:
+    """Wait until Consul holds a blocking query of every watch. A fault or a reset injected
+    from then on meets the requests that follow their answers (a held query is answered as it
+    was accepted, as in Consul)."""
+    watches = [w for w in run.watcher.status()["watches"] if w["path"] != "/v1/agent/self"]
+    await run.until(
+        lambda: held_queries(run.consul) == len(watches),
+        what=f"Consul holding a query of each of the {len(watches)} watches",
+    )
 
 
 @contextlib.asynccontextmanager

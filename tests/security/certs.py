@@ -33,9 +33,14 @@ def write(directory: Path, name: str, cert: bytes, key: bytes) -> Pem:
     return Pem(cert, key, cert_file, key_file)
 
 
-def server_cert(ca: trustme.CA, directory: Path, name: str = "server") -> Pem:
+def server_cert(
+    ca: trustme.CA,
+    directory: Path,
+    name: str = "server",
+    not_after: datetime.datetime | None = None,
+) -> Pem:
     """A certificate for 127.0.0.1 and localhost (what the tests dial)."""
-    issued = ca.issue_cert("127.0.0.1", "localhost", "::1")
+    issued = ca.issue_cert("127.0.0.1", "localhost", "::1", not_after=not_after)
     chain = b"".join(blob.bytes() for blob in issued.cert_chain_pems)
     return write(directory, name, chain, issued.private_key_pem.bytes())
 

@@ -3,8 +3,12 @@ is on loopback by default, and ``/debug/*`` can require a bearer token."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import shutil
+import signal
+import sys
 from pathlib import Path
 
 import aiohttp
@@ -12,9 +16,12 @@ import pytest
 
 from bridge.app import Bridge, bridge_config
 from bridge.config import load
+from bridge.logs import REDACTED
+from bridge.tasks import within
 from bridge.templating import BUNDLED_DIR, TemplateSource
 from consul_double import ConsulDouble
 from tests.support.bridge_env import bridge_config as double_bridge_config
+from tests.support.ports import free_port
 from tests.support.waiting import until
 from tests.support.xds_client import XdsClient, names_in
 from xds_server.resource import CLUSTER
@@ -128,3 +135,58 @@ async def test_admin_is_on_loopback_by_default_and_debug_takes_a_bearer_token() 
             for body in outputs.values():
                 assert DEBUG_TOKEN not in body
                 assert TOKEN not in body
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+async def test_serve_redacts_the_token_from_a_log_line_that_carries_it(log_format: str) -> None:
+    """``serve``'s own log output (not pytest's capture, which bypasses the redacting handler):
+    a proxy in front of Consul echoes the token in its error page, the bridge logs that page."""
+    async with ConsulDouble() as consul:
+        consul.register("web", id="web-1", address="127.0.0.1", port=8080, check_status="passing")
+        consul.faults.error(
+            status=403,
+            body=f"ACL not found: the token {TOKEN} is not known here",
+            path_prefix="/v1/health/service/",
+        )
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bridge",
+            "serve",
+            "--consul-addr",
+            consul.url,
+            "--xds-listen",
+            f"127.0.0.1:{free_port()}",
+            "--admin-listen",
+            f"127.0.0.1:{free_port()}",
+            "--log-format",
+            log_format,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+            env={"CONSUL_HTTP_TOKEN": TOKEN, "PATH": ""},
+        )
+        assert process.stderr is not None
+        lines: list[str] = []
+        try:
+            async with asyncio.timeout(30):
+                while not any("HTTP 403" in line for line in lines):
+                    raw = await process.stderr.readline()
+                    assert raw, f"serve exited early: {''.join(lines)}"
+                    lines.append(raw.decode())
+        finally:
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+            try:
+                lines.append((await within(process.stderr.read(), 20)).decode())
+                await within(process.wait(), 20)
+            finally:
+                if process.returncode is None:
+                    process.kill()
+                    await process.wait()
+    output = "".join(lines)
+    denied = [line for line in lines if "HTTP 403" in line]
+    assert denied, output
+    assert TOKEN not in output
+    assert f"the token {REDACTED} is not known" in denied[0]
+    if log_format == "json":
+        assert json.loads(denied[0])["level"] == "warning"

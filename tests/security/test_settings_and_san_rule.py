@@ -17,8 +17,8 @@ from bridge.security import (
     authorize_node_by_san,
     check_xds_tls,
     node_id_in_sans,
-    server_credentials,
 )
+from bridge.tls_reload import ServerCertificates
 from consul_double import ConsulDouble
 from tests.security.certs import ca_file, client_cert, server_cert
 from tests.support.cli import run_cli, serving, terminate
@@ -83,11 +83,12 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     }
 
 
-def test_server_credentials_plaintext_tls_and_mtls(pki: dict[str, Path]) -> None:
-    assert server_credentials(XdsTls()) is None
-    assert server_credentials(XdsTls(str(pki["cert"]), str(pki["key"]))) is not None
+def test_server_credentials_tls_and_mtls(pki: dict[str, Path]) -> None:
+    tls = ServerCertificates(XdsTls(str(pki["cert"]), str(pki["key"])))
+    assert tls.current.client_ca is None
+    assert tls.credentials() is not None
     mtls = XdsTls(str(pki["cert"]), str(pki["key"]), str(pki["ca"]), require_node_san=True)
-    assert server_credentials(mtls) is not None
+    assert ServerCertificates(mtls).current.client_ca == pki["ca"].read_bytes()
 
 
 @pytest.mark.parametrize(
@@ -118,8 +119,9 @@ def test_bad_tls_settings_name_the_key(
     with pytest.raises(ConfigError, match=problem) as caught:
         check_xds_tls(filled)
     assert caught.value.key == key
-    with pytest.raises(ConfigError):
-        server_credentials(filled)
+    if filled.enabled:
+        with pytest.raises(ConfigError):
+            ServerCertificates(filled)
 
 
 def test_settings_reach_the_bridge_config_from_flags_and_environment(pki: dict[str, Path]) -> None:

@@ -27,7 +27,7 @@ from tests.support.envoy import Envoy
 from tests.support.ports import free_port
 from tests.support.waiting import eventually, until
 from tests.support.xds_client import names_in, node
-from xds_server.resource import CLUSTER
+from xds_server.resource import CLUSTER, ENDPOINT, LISTENER, ROUTE
 
 SPIFFE_EDGE_1 = "spiffe://mesh/node/edge-1"
 
@@ -223,3 +223,70 @@ async def test_envoy_with_generated_mtls_bootstrap_gets_its_config(
             assert "web" not in await envoy.active_clusters()
         finally:
             await envoy.stop()
+
+
+#: Every per-type discovery API (SotW and delta), with a resource name to ask for on it.
+PER_TYPE_METHODS = [
+    (f"/envoy.service.{package}.v3.{service}/{prefix}{noun}", delta, type_url, name)
+    for package, service, noun, type_url, name in (
+        ("cluster", "ClusterDiscoveryService", "Clusters", CLUSTER, "web"),
+        ("endpoint", "EndpointDiscoveryService", "Endpoints", ENDPOINT, "web"),
+        ("listener", "ListenerDiscoveryService", "Listeners", LISTENER, "ingress"),
+        ("route", "RouteDiscoveryService", "Routes", ROUTE, "routes"),
+    )
+    for prefix, delta in (("Stream", False), ("Delta", True))
+]
+
+
+async def first_per_type_response(
+    port: int,
+    credentials: grpc.ChannelCredentials,
+    method: str,
+    delta: bool,
+    type_url: str,
+    name: str,
+    node_id: str,
+) -> grpc.StatusCode:
+    """Open ``method`` as ``node_id`` asking for ``name``: OK once a response arrives, else the
+    status the stream ended with."""
+    request_class: Any = (
+        discovery_pb2.DeltaDiscoveryRequest if delta else discovery_pb2.DiscoveryRequest
+    )
+    response_class: Any = (
+        discovery_pb2.DeltaDiscoveryResponse if delta else discovery_pb2.DiscoveryResponse
+    )
+    request = request_class(type_url=type_url, node=node(node_id))
+    if delta:
+        request.resource_names_subscribe.append(name)
+    else:
+        request.resource_names.append(name)
+    async with grpc.aio.secure_channel(f"127.0.0.1:{port}", credentials) as channel:
+        call: Any = channel.stream_stream(
+            method,
+            request_serializer=request_class.SerializeToString,
+            response_deserializer=response_class.FromString,
+        )(timeout=10)
+        await call.write(request)
+        try:
+            response = await within(call.read(), 10)
+        except grpc.aio.AioRpcError as error:
+            return error.code()
+        call.cancel()
+        assert response is not grpc.aio.EOF
+        assert response.type_url == type_url
+        return grpc.StatusCode.OK
+
+
+async def test_node_san_rule_applies_to_every_per_type_api(pki: Pki) -> None:
+    async with tls_bridge(pki, mtls=True, require_node_san=True) as bridge:
+        edge_1 = pki.channel_credentials(pki.edge_1)
+        impostor: dict[str, grpc.StatusCode] = {}
+        itself: dict[str, grpc.StatusCode] = {}
+        for method, delta, type_url, name in PER_TYPE_METHODS:
+            args = (bridge.xds_port, edge_1, method, delta, type_url, name)
+            impostor[method] = await first_per_type_response(*args, node_id="edge-2")
+            itself[method] = await first_per_type_response(*args, node_id="edge-1")
+        assert len(impostor) == 8
+        assert impostor == dict.fromkeys(impostor, grpc.StatusCode.PERMISSION_DENIED)
+        assert itself == dict.fromkeys(itself, grpc.StatusCode.OK)
+        assert bridge.registry.by_node("edge-2") == []

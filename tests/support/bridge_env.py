@@ -101,11 +101,13 @@ class Stack:
     async def traffic(self, host: str = "web") -> set[str]:
         return set(await answers(self.ingress, host))
 
-    async def follows(self, expected: set[str], host: str = "web", what: str = "") -> None:
+    async def follows(
+        self, expected: set[str], host: str = "web", what: str = "", timeout: float = 10.0
+    ) -> None:
         await eventually(
             lambda: self.traffic(host),
             lambda seen: seen == expected,
-            timeout=10,
+            timeout=timeout,
             what=what or f"traffic to {host} reaching exactly {sorted(expected)}",
         )
 
@@ -122,7 +124,8 @@ class Stack:
 
 
 def bridge_config(consul: ConsulDouble, **consul_overrides: object) -> BridgeConfig:
-    settings = settings_from_env({}, address=consul.url, wait="2s", **consul_overrides)
+    overrides: dict[str, object] = {"wait": "2s", **consul_overrides}
+    settings = settings_from_env({}, address=consul.url, **overrides)
     return BridgeConfig(consul=settings, xds_listen="127.0.0.1:0", admin_listen="127.0.0.1:0")
 
 

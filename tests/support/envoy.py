@@ -21,7 +21,15 @@ from .waiting import eventually
 
 
 def envoy_binary() -> str:
-    """Path of the Envoy binary; a missing one fails the test (``make test`` installs it)."""
+    """Path of the Envoy binary; a missing one fails the test (``make test`` installs it).
+
+    ``ENVOY_BIN`` names another one (``make compat`` runs the suite's scenario with older Envoys).
+    """
+    chosen = os.environ.get("ENVOY_BIN", "")
+    if chosen:
+        if not (Path(chosen).is_file() and os.access(chosen, os.X_OK)):
+            pytest.fail(f"ENVOY_BIN={chosen!r} is not an executable file")
+        return str(Path(chosen).resolve())
     candidates = [Path(sys.executable).parent / "envoy"]
     found = shutil.which("envoy")
     if found:
