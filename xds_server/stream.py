@@ -323,7 +323,10 @@ class XdsStream(ABC, Generic[SubT, PlanT]):
         sub.inflight = [r for r in changed if self._new_to_client(sub, r)]
         self._resend_dependents(sub.type_url, changed)
         origins = [r.origin_time for r in changed if r.origin_time is not None]
-        self.registry.sent(self.info, sub.type_url, version, nonce, count, origins, sub.held)
+        carried = [r.name for r in changed]
+        self.registry.sent(
+            self.info, sub.type_url, version, nonce, count, origins, sub.held, carried
+        )
         return nonce
 
     # -------------------------------------------------------------- internals

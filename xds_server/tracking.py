@@ -47,24 +47,29 @@ class TypeState:
     acked_at: dict[str, float] = field(default_factory=dict)
     #: name → version the client holds once it accepts the response awaiting an answer
     offered: dict[str, str] | None = None
+    #: the names that response carried again although unchanged (re-sent after a NACK isolated
+    #: another resource, see xds_server.isolation)
+    carried: frozenset[str] = frozenset()
     sent_at: float | None = None  # wall clock of the response awaiting an answer
     #: name → version the client rejected (and does not hold), until a later one supersedes it
     rejected: dict[str, str] = field(default_factory=dict)
 
-    def offer(self, holds: Mapping[str, str], now: float) -> None:
-        """A response was sent: the client holds ``holds`` if it accepts it."""
+    def offer(self, holds: Mapping[str, str], now: float, carried: Iterable[str] = ()) -> None:
+        """A response carrying ``carried`` was sent: the client holds ``holds`` if it accepts
+        it."""
         self.offered = dict(holds)
         self.sent_at = now
+        self.carried = frozenset(carried)
 
     def accept(self, now: float, resends_all: bool) -> None:
         """The response was ACKed. A version the client rejected before is held only when it
-        was sent again (``resends_all``: SotW CDS/LDS send every resource each time); the
-        server never re-sends a rejected version otherwise."""
+        was sent again (``resends_all``: SotW CDS/LDS send every resource each time; or it is
+        one of the names the response carried, re-sent after a NACK was isolated)."""
         if self.offered is None:
             return
         holds, self.offered, self.sent_at = self.offered, None, None
         for name, bad in list(self.rejected.items()):
-            if holds.get(name) != bad or resends_all:
+            if holds.get(name) != bad or resends_all or name in self.carried:
                 del self.rejected[name]  # superseded, or accepted this time
                 continue
             previous = self.acked.get(name)
@@ -248,13 +253,15 @@ class ClientRegistry:
         resources: int,
         origin_times: Iterable[float] = (),
         holds: Mapping[str, str] | None = None,
+        carried: Iterable[str] = (),
     ) -> None:
-        """``holds``: name → version the client holds once it accepts this response."""
+        """``holds``: name → version the client holds once it accepts this response;
+        ``carried``: the names of the resources in it."""
         state = info.state(type_url)
         state.version_sent = version
         state.resources_sent = resources
         if holds is not None:
-            state.offer(holds, time.time())
+            state.offer(holds, time.time(), carried)
         self._emit("response_sent", info, type_url, version, nonce, resources, tuple(origin_times))
 
     def acked(self, info: StreamInfo, type_url: str, version: str, nonce: str) -> None:

@@ -104,6 +104,25 @@ def test_an_incremental_ack_does_not_accept_a_rejected_version_it_did_not_carry(
     assert found["y"] == (SYNCED, ACKED, y2.version, None)
 
 
+def test_a_rejected_version_sent_again_after_an_isolated_nack_is_held_once_acked() -> None:
+    # A NACK of x and y that names y: y is refused for this node, x goes out again unchanged
+    # (xds_server.isolation) and is accepted this time.
+    registry, info = stream("Delta ADS")
+    info.state(ENDPOINT).names = {"x", "y"}
+    x1, y1 = (make_resource(_assignment(n, 1)) for n in ("x", "y"))
+    registry.sent(info, ENDPOINT, "v1", "1", 2, holds={"x": x1.version, "y": y1.version})
+    registry.acked(info, ENDPOINT, "v1", "1")
+    x2, y2 = (make_resource(_assignment(n, 2)) for n in ("x", "y"))
+    registry.sent(info, ENDPOINT, "v2", "2", 2, holds={"x": x2.version, "y": y2.version})
+    registry.nacked(info, ENDPOINT, "v2", "y: rejected")
+    holds = {"x": x2.version, "y": y2.version}
+    registry.sent(info, ENDPOINT, "v3", "3", 1, holds=holds, carried=["x"])
+    registry.acked(info, ENDPOINT, "v3", "3")
+    found = report(info, ResourceSet(ENDPOINT, [x2, y2]), ENDPOINT)
+    assert found["x"] == (SYNCED, ACKED, x2.version, None)
+    assert found["y"] == (ERROR, NACKED, y1.version, y2.version)
+
+
 def test_a_newer_version_not_sent_yet_is_stale_and_a_missing_name_does_not_exist() -> None:
     registry, info = stream("Delta ADS")
     state = info.state(ENDPOINT)
