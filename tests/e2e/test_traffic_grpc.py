@@ -109,6 +109,11 @@ async def test_grpc_clients_get_a_cluster_they_accept_when_envoys_get_maglev(
             "LoadBalancer": hashing,
         }
     )
+
+    async def applied() -> bool:  # the entry is read: gRPC nodes get the ring_hash variant
+        return "greeter" in stack.bridge.traffic.grpc_variants
+
+    await eventually(applied, timeout=BOUND, what="the resolver's load balancer applied")
     bootstrap = grpc_bootstrap(stack.bridge.xds_port, "grpc-traffic-2")
     async with grpc_client("xds:///greeter", bootstrap, tmp_path) as client:
         # Ring hash on x-user: one user always reaches the same greeter.
