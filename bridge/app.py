@@ -15,7 +15,6 @@ from typing import Any
 
 import grpc
 from aiohttp import web
-from envoy.config.core.v3 import base_pb2
 
 from xds_server import (
     ClientRegistry,
@@ -31,9 +30,11 @@ from xds_server import (
 
 from . import debug
 from .admin import AdminViews, JsonView, admin_app, start_admin
+from .client_kinds import classify
 from .config import Config, ConfigError
 from .consul import CatalogWatcher, ConsulClient
 from .consul_settings import ConsulSettings, consul_settings
+from .deletion_gate import AckGate
 from .file_watch import FileWatch
 from .identity import IdentityRule, parse_patterns
 from .identity_policy import IdentityPolicy, check_identity, selecting_fields, serving_cache
@@ -49,12 +50,18 @@ from .tasks import cancel_and_wait
 from .templating import TemplateSource
 from .tls_reload import ConsulTls, ServerCertificates
 from .values import parse_host_port
+from .variants import MixedKeys, variant_node_key
 
 log = logging.getLogger(__name__)
 
 
 def node_key_function(spec: str) -> NodeKeyFunc:
-    """``id`` | ``cluster`` | ``metadata:<field>``: how Envoys are grouped into snapshots."""
+    """``id`` | ``cluster`` | ``metadata:<field>``: how nodes are grouped into snapshots; a gRPC
+    client's key is its group's plus ``~grpc`` (Envoys and gRPC clients never share one)."""
+    return variant_node_key(_grouping(spec))
+
+
+def _grouping(spec: str) -> NodeKeyFunc:
     if spec == "id":
         return node_key_by_id
     if spec == "cluster":
@@ -150,9 +157,17 @@ class Bridge:
         self.registry.add_observer(XdsMetricsObserver(self.metrics, self.registry))
         self.registry.add_observer(StreamEventLogger())
         self.cache = SnapshotCache(node_key_function(config.node_key))
+        #: Lets a service without instances lose its cluster once clients took it emptied.
+        self.deletion_gate = AckGate(self.registry)
         self.publisher = Publisher(
-            self.cache, config.build, node_config, config.debounce, self._rebuilt
+            self.cache,
+            config.build,
+            node_config,
+            config.debounce,
+            self._rebuilt,
+            deletion_gate=self.deletion_gate,
         )
+        self.registry.add_observer(MixedKeys(self.publisher.grpc.variant_of))
         self.discovery = DiscoveryServer(
             serving_cache(self.cache, config.node_key, policy),
             self.registry,
@@ -280,12 +295,14 @@ class Bridge:
                 return 400, {"error": "missing query parameter: node=<node id>"}
             streams = self.registry.by_node(node_id)
             if streams:
+                node = streams[0].node
                 key = streams[0].node_key
-            else:  # not connected: the key it would get (pass cluster= when keyed by cluster)
-                key = self.cache.node_key(
-                    base_pb2.Node(id=node_id, cluster=query.get("cluster", ""))
-                )
-            return 200, debug.resources_view(node_id, key, self.cache.get(key))
+            else:  # not connected: the key it would get (pass cluster= when keyed by cluster,
+                # variant=grpc for a proxyless gRPC client)
+                node = debug.node_of(node_id, query.get("cluster", ""), query.get("variant", ""))
+                key = self.cache.node_key(node)
+            variant = self.publisher.grpc.variant_of(key) if streams else classify(node).variant
+            return 200, debug.resources_view(node_id, key, self.cache.get(key), variant)
 
         def consul(query: Mapping[str, str]) -> tuple[int, Any]:
             return 200, self.watcher.status()

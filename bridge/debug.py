@@ -5,12 +5,14 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+from envoy.config.core.v3 import base_pb2
 from google.protobuf import json_format
 
 from xds_server.cache import Snapshot
 from xds_server.resource import ADS_ORDER, SHORT_NAMES
 from xds_server.tracking import ClientRegistry, StreamInfo
 
+from .client_kinds import Variant, as_grpc_client, classify
 from .templating import TemplateSource
 
 
@@ -42,6 +44,7 @@ def stream_view(stream: StreamInfo) -> dict[str, Any]:
         "node_cluster": stream.node_cluster,
         "node_key": stream.node_key,
         "user_agent": stream.user_agent,
+        "client": classify(stream.node).label,
         "api": stream.method,
         "peer": stream.peer,
         "since": _when(stream.connected_at),
@@ -54,9 +57,19 @@ def clients_view(registry: ClientRegistry) -> dict[str, Any]:
     return {"count": len(streams), "clients": [stream_view(s) for s in streams]}
 
 
-def resources_view(node_id: str, key: str, snapshot: Snapshot | None) -> dict[str, Any]:
+def node_of(node_id: str, cluster: str = "", variant: str = "") -> base_pb2.Node:
+    """The node a ``/debug/resources`` query describes (``variant=grpc``: a gRPC client)."""
+    node = base_pb2.Node(id=node_id, cluster=cluster)
+    return as_grpc_client(node) if variant == Variant.GRPC else node
+
+
+def resources_view(
+    node_id: str, key: str, snapshot: Snapshot | None, variant: Variant = Variant.ENVOY
+) -> dict[str, Any]:
+    """What node key ``key`` is served: ``variant`` says which kind of client it is served as
+    (``envoy``, or ``grpc``: the proxyless gRPC variant of the clusters and endpoints)."""
     if snapshot is None:
-        return {"node": node_id, "node_key": key, "resources": None}
+        return {"node": node_id, "node_key": key, "variant": str(variant), "resources": None}
     out: dict[str, Any] = {}
     for type_url in ADS_ORDER:
         resources = snapshot.get(type_url)
@@ -73,7 +86,7 @@ def resources_view(node_id: str, key: str, snapshot: Snapshot | None) -> dict[st
                 for name, resource in sorted(resources.items())
             ],
         }
-    return {"node": node_id, "node_key": key, "resources": out}
+    return {"node": node_id, "node_key": key, "variant": str(variant), "resources": out}
 
 
 def templates_view(source: TemplateSource) -> dict[str, Any]:

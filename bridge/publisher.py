@@ -1,9 +1,13 @@
 """Catalog → resources → snapshots: the one place where the bridge changes what Envoys get.
 
-Clusters and endpoints are the same for every node: they live in two shared
-:class:`~xds_server.resource.ResourceSet` objects, rebuilt per *changed service* only, and every
-node key's snapshot points at them. Listeners and routes are per node key and come from a
-:class:`NodeConfigSource` (the templates; none means the nodes get no listeners/routes).
+Clusters and endpoints are the same for every node of one kind: Envoys share two
+:class:`~xds_server.resource.ResourceSet` objects, rebuilt per *changed service* only, proxyless
+gRPC clients the two of their variant (:class:`~bridge.variants.GrpcVariant`), and every node
+key's snapshot points at its variant's pair. Listeners and routes are per node key and come from
+a :class:`NodeConfigSource` (the templates; none means the nodes get no listeners/routes).
+
+A service that loses its last instance is first served with no endpoints, in every variant; its
+cluster goes once the clients took that (:mod:`bridge.retirement`).
 
 Bursts of Consul updates are coalesced: the first change after a quiet period is published at
 once (no added latency), changes arriving within ``debounce`` seconds of a publish wait for the
@@ -33,7 +37,10 @@ from xds_server.resource import (
 )
 
 from .catalog import Catalog, ServiceUpdate
+from .model import ServiceView
 from .resources import BuildSettings, build_service, cluster_name
+from .retirement import DeletionGate, Retirements
+from .variants import GrpcVariant
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +92,11 @@ class Publisher:
         node_config: NodeConfigSource | None = None,
         debounce: float = 0.01,
         on_rebuilt: Callable[[Publisher, float], None] | None = None,
+        deletion_gate: DeletionGate | None = None,
     ) -> None:
-        """``on_rebuilt(publisher, seconds)`` is called after each rebuild (for metrics)."""
+        """``on_rebuilt(publisher, seconds)`` is called after each rebuild (for metrics);
+        ``deletion_gate`` says when a service without instances may lose its cluster (None:
+        at once)."""
         self.cache = cache
         self.settings = settings or BuildSettings()
         self.node_config = node_config
@@ -96,6 +106,8 @@ class Publisher:
         self.ready = False
         self._clusters = ResourceSet(CLUSTER)
         self._endpoints = ResourceSet(ENDPOINT)
+        self.grpc = GrpcVariant()
+        self.retirements = Retirements(deletion_gate, self._retired)
         self._extras: dict[str, _NodeExtras] = {}  # per open key
         self._warned: dict[str, frozenset[str]] = {}  # per service: the warnings logged
         self._pending: list[ServiceUpdate] = []
@@ -163,10 +175,12 @@ class Publisher:
 
     # ------------------------------------------------------------ node keys (KeyObserver)
     def key_opened(self, key: str, node: base_pb2.Node) -> None:
+        self.grpc.key_opened(key, node, self._endpoints)
         if self.ready:
             self._publish_key(key, node, services_changed=True)
 
     def key_released(self, key: str) -> None:
+        self.grpc.key_released(key)
         self._extras.pop(key, None)
         self._unpublished.discard(key)
         self.cache.clear(key)
@@ -185,17 +199,26 @@ class Publisher:
             failed_before = self._unbuilt.pop(service, None) is not None
             view = self.catalog.view(service)
             name = cluster_name(service, self.settings)
-            if view is None:
+            emptied = self.retirements.emptied(service) if _no_instance(view) else None
+            if view is None and self.retirements.may_go(service):
                 remove.append(name)
+                self.grpc.remove_service(service)
                 self._warned.pop(service, None)
                 services_changed = True
                 continue
-            try:
-                built = build_service(view, self.settings)
-            except Exception as exc:
-                _log_failure(failed_before, exc, "building service %r failed", service)
-                self._unbuilt[service] = origin
-                continue
+            if emptied is not None:  # no instance left: no endpoints, until its cluster goes
+                built = emptied
+                services_changed |= view is None
+            else:
+                assert view is not None  # (a service gone from the catalog either goes or
+                try:  # is served emptied)
+                    built = build_service(view, self.settings)
+                except Exception as exc:
+                    _log_failure(failed_before, exc, "building service %r failed", service)
+                    self._unbuilt[service] = origin
+                    continue
+                services_changed |= self.retirements.served(service, built)
+            self.grpc.set_service(service, built, origin, leaving=emptied is not None)
             if name not in self._clusters:
                 services_changed = True
             self._warn(service, built.warnings)
@@ -206,12 +229,17 @@ class Publisher:
                 self._endpoints = self._endpoints.with_changes(remove=[name])
         self._clusters = self._clusters.with_changes(upsert_clusters, remove)
         self._endpoints = self._endpoints.with_changes(upsert_endpoints, remove)
+        self.grpc.commit(self._endpoints)
         if self.ready:
             self._publish_all(services_changed)
         if self._unbuilt:
             self._retry.schedule()
         if self.on_rebuilt is not None:
             self.on_rebuilt(self, time.perf_counter() - started)
+
+    def _retired(self, service: str) -> None:
+        """The deletion gate let a leaving service go: remove it (outside the gate's call)."""
+        asyncio.get_running_loop().call_soon(self._rebuild, {service: time.monotonic()})
 
     def _warn(self, service: str, warnings: Sequence[str]) -> None:
         """Log each warning of ``service`` once while it lasts."""
@@ -246,13 +274,15 @@ class Publisher:
             if rendered is not None:  # None: keep the last good listeners/routes
                 extras = _NodeExtras.of(rendered)
                 self._extras[key] = extras
-        clusters = self._clusters
+        clusters, endpoints = self._clusters, self._endpoints
+        if self.grpc.is_grpc(key):
+            clusters, endpoints = self.grpc.clusters, self.grpc.endpoints
         if extras is not None and extras.clusters:
             clusters = clusters.with_changes(extras.clusters)
         return Snapshot(
             {
                 CLUSTER: clusters,
-                ENDPOINT: self._endpoints,
+                ENDPOINT: endpoints,
                 LISTENER: extras.listeners if extras else ResourceSet(LISTENER),
                 ROUTE: extras.routes if extras else ResourceSet(ROUTE),
             }
@@ -279,6 +309,10 @@ class Publisher:
     @property
     def endpoints(self) -> ResourceSet:
         return self._endpoints
+
+
+def _no_instance(view: ServiceView | None) -> bool:
+    return view is None or not any(True for _ in view.all_instances())
 
 
 def _log_failure(again: bool, exc: Exception, what: str, name: str) -> None:
