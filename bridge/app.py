@@ -167,7 +167,7 @@ class Bridge:
             self._rebuilt,
             deletion_gate=self.deletion_gate,
         )
-        self.registry.add_observer(MixedKeys(self.publisher.grpc.variant_of))
+        self.registry.add_observer(MixedKeys(self.publisher.grpc.known_variant))
         self.discovery = DiscoveryServer(
             serving_cache(self.cache, config.node_key, policy),
             self.registry,

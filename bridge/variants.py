@@ -121,8 +121,13 @@ class GrpcVariant:
         self._kinds.pop(key, None)
 
     def variant_of(self, key: str) -> Variant:
+        """The variant ``key`` is served (Envoy's for a key not open)."""
+        return self.known_variant(key) or Variant.ENVOY
+
+    def known_variant(self, key: str) -> Variant | None:
+        """The variant of an open ``key`` (None: not open, or its first stream is opening)."""
         kind = self._kinds.get(key)
-        return kind.variant if kind is not None else Variant.ENVOY
+        return kind.variant if kind is not None else None
 
     def is_grpc(self, key: str) -> bool:
         return self.variant_of(key) is Variant.GRPC
@@ -218,16 +223,17 @@ def _shared(
 
 
 class MixedKeys(BaseObserver):
-    """Warns (once per node key) when a stream of one kind joins a node key of the other."""
+    """Warns (once per node key) when a stream of one kind joins a node key of the other.
+    ``variant_of(key)`` is None for a key not open yet (its first stream decides its variant)."""
 
-    def __init__(self, variant_of: Callable[[str], Variant]) -> None:
+    def __init__(self, variant_of: Callable[[str], Variant | None]) -> None:
         self._variant_of = variant_of
         self._warned: set[str] = set()
 
     def stream_opened(self, stream: StreamInfo) -> None:
         kind = classify(stream.node)
         served = self._variant_of(stream.node_key)
-        if kind.variant is served or stream.node_key in self._warned:
+        if served is None or kind.variant is served or stream.node_key in self._warned:
             return
         self._warned.add(stream.node_key)
         log.warning(

@@ -136,9 +136,11 @@ async def test_a_stream_joining_a_key_of_the_other_kind_is_warned_about(
 ) -> None:
     caplog.set_level(logging.WARNING, logger="bridge.variants")
     registry = ClientRegistry()
-    registry.add_observer(MixedKeys(lambda key: Variant.ENVOY))
+    open_keys = {"edge": Variant.ENVOY}  # a key's first stream opens before it is classified
+    registry.add_observer(MixedKeys(open_keys.get))
     grpc = base_pb2.Node(id="odd~grpc", user_agent_name=GRPC_NODE_AGENT[0])
     envoy = base_pb2.Node(id="edge-1", user_agent_name="envoy")
+    registry.open("ADS", grpc, "app-1~grpc", "peer")  # the first stream of its key: no warning
     registry.open("ADS", envoy, "edge", "peer")
     registry.open("ADS", grpc, "edge", "peer")
     registry.open("ADS", grpc, "edge", "peer")
