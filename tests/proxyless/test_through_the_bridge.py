@@ -15,7 +15,9 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
 
 from bridge.app import Bridge
@@ -129,6 +131,14 @@ async def stack() -> AsyncIterator[Stack]:
             await built.stop()
 
 
+async def debug_resources(stack: Stack, query: str) -> dict[str, Any]:
+    url = f"http://127.0.0.1:{stack.running.admin_port}/debug/resources?{query}"
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        assert response.status == 200
+        view: dict[str, Any] = await response.json()
+        return view
+
+
 def report(what: str, seconds: float | None) -> None:
     shown = "not seen" if seconds is None else f"{seconds * 1000:.1f} ms"
     print(f"\n[latency] {what}: {shown}")  # pytest -s shows the measurements
@@ -175,6 +185,12 @@ async def test_calls_reach_every_instance_and_follow_deregistration_and_checks(
         [stream] = stack.running.registry.by_node(node_id)
         assert classify(stream.node).language is LANGUAGES[kind]
         assert stream.node_key == f"{node_id}~grpc"
+        view = await debug_resources(stack, f"node={node_id}")
+        assert (view["variant"], view["node_key"]) == ("grpc", f"{node_id}~grpc")
+        [greeter] = view["resources"]["cluster"]["items"]
+        assert "load_balancing_policy" in greeter["resource"]
+        elsewhere = await debug_resources(stack, "node=not-connected&variant=grpc")
+        assert (elsewhere["variant"], elsewhere["node_key"]) == ("grpc", "not-connected~grpc")
 
         await reaction(
             stack,
