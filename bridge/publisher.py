@@ -210,8 +210,8 @@ class Publisher:
                 built = emptied
                 services_changed |= view is None
             else:
-                assert view is not None  # (a service gone from the catalog either goes or
-                try:  # is served emptied)
+                assert view is not None  # gone from the catalog: it went, or it is emptied
+                try:
                     built = build_service(view, self.settings)
                 except Exception as exc:
                     _log_failure(failed_before, exc, "building service %r failed", service)

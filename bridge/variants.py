@@ -172,7 +172,12 @@ class GrpcVariant:
                     remove_endpoints |= gone.endpoints
                 self.warnings.forget(service)
                 continue
-            shaped = served.shaped = shape_for_grpc(served.built)
+            try:
+                shaped = shape_for_grpc(served.built)
+            except Exception:  # a bug: the service's gRPC resources stay as they were
+                log.exception("shaping service %r for gRPC clients failed", service)
+                continue
+            served.shaped = shaped
             new_clusters = [make_resource(c, served.origin) for c in shaped.clusters]
             new_endpoints = [
                 _shared(a, envoy_endpoints) or make_resource(a, served.origin)
@@ -200,10 +205,10 @@ class GrpcVariant:
         return {kind.label for kind in self._kinds.values() if kind.is_grpc}
 
     def _warn(self, service: str, served: _Service, kinds: Sequence[ClientKind]) -> None:
-        if served.leaving:
+        shaped = served.shaped
+        if served.leaving or shaped is None:  # leaving, or its shaping failed (logged)
             self.warnings.forget(service)
             return
-        shaped = served.shaped or shape_for_grpc(served.built)
         for kind in kinds:
             texts = list(shaped.warnings)
             policy = policy_warning(served.built, kind)
