@@ -93,7 +93,7 @@ class _Host:
         config = load({}, os.environ)
         logging.basicConfig(level=config["log.level"].upper(), stream=sys.stderr)
         settings = bridge_config(config)
-        templates = template_source_from_config(config, settings.build, on_change=lambda: None)
+        templates = template_source_from_config(config, settings.build)
         self.bridge = Bridge(settings, templates)
         self.acks = _Acks()
         self.bridge.registry.add_observer(self.acks)

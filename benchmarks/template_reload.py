@@ -1,8 +1,8 @@
 """Template edits at run time: file write → reload applied, and file write → Envoy serves it.
 
-* **write → reload**: a :class:`~bridge.templating.TemplateSource` watching a copy of the
+* **write → reload**: a :class:`~bridge.templating.TemplateWatcher` reloading a copy of the
   bundled ``default`` set, alone in this process (no bridge). The clock starts at the write of
-  ``routes.yaml.j2`` and stops when the source calls its ``on_change`` (the edit parsed and
+  ``routes.yaml.j2`` and stops when the watcher calls its ``on_change`` (the edit parsed and
   applied; the bridge republishes from there).
 * **write → Envoy**: ``bridge serve --templates DIR`` in a process of its own, one real Envoy
   whose listener and routes come from that set (as ``consul-xds-bridge bootstrap`` makes it),
@@ -31,7 +31,7 @@ import aiohttp
 
 from benchmarks.common import Row, save_result, spread
 from benchmarks.traffic import ROOT, Probe, serve_bridge
-from bridge.templating import TemplateSource
+from bridge.templating import TemplateSource, TemplateWatcher
 from consul_double import ConsulDouble
 from tests.support.backends import backends
 from tests.support.bridge_env import envoy_bootstrap
@@ -67,8 +67,9 @@ async def write_to_reload(edits: int) -> list[float]:
     with tempfile.TemporaryDirectory(prefix="bench-templates-") as tmp:
         directory = default_set_copy(tmp)
         applied = Changes()
-        source = TemplateSource(directory, on_change=applied)
-        await source.start()
+        source = TemplateSource(directory)
+        watcher = TemplateWatcher(source.directory, source.reload, applied)
+        await watcher.start()
         try:
             # a first edit, applied once the watch is up (the watcher catches up on start)
             edit(directory, "warm-up")
@@ -83,7 +84,7 @@ async def write_to_reload(edits: int) -> list[float]:
                     await applied.wait(count + 1)
                 latencies.append((applied[-1] - started) * 1000)
         finally:
-            await source.stop()
+            await watcher.stop()
     return latencies
 
 

@@ -30,24 +30,29 @@ from xds_server import (
 
 from . import debug
 from .admin import AdminViews, JsonView, admin_app, start_admin
-from .client_kinds import classify
+from .chains import GrpcClusterVariants, Traffic
+from .chains.metrics import QuarantinedEntriesCollector
+from .client_kinds import Variant, classify
 from .config import Config, ConfigError
 from .consul import CatalogWatcher, ConsulClient
+from .consul.collector import DatacenterCollector
 from .consul_settings import ConsulSettings, consul_settings
 from .deletion_gate import AckGate
 from .file_watch import FileWatch
 from .identity import IdentityRule, parse_patterns
 from .identity_policy import IdentityPolicy, check_identity, selecting_fields, serving_cache
+from .listening import check_free, display, listen_error
 from .logs import StreamEventLogger
-from .metrics import Metrics, TemplateErrorsCollector, XdsMetricsObserver
+from .metrics import Metrics, TemplateErrorsCollector, XdsMetricsObserver, package_version
 from .publisher import Publisher
 from .resources import BuildSettings
 from .secret_guard import Redactor
 from .security import XdsTls, check_xds_tls
 from .security_metrics import SecurityMetrics
+from .service_kinds import without_mesh_kinds
 from .startup_checks import admin_warnings, key_file_warnings
 from .tasks import cancel_and_wait
-from .templating import TemplateSource
+from .templating import TemplateSource, TemplateWatcher
 from .tls_reload import ConsulTls, ServerCertificates
 from .values import parse_host_port
 from .variants import MixedKeys, variant_node_key
@@ -87,6 +92,8 @@ class BridgeConfig:
     xds_identity_sans: tuple[str, ...] = ()  # SAN patterns binding cluster / metadata fields
     xds_unbound_fields: tuple[str, ...] = ()  # fields accepted unbound (a deliberate risk)
     admin_debug_token: str = field(default="", repr=False)  # bearer token for /debug/*
+    config_entries: bool = True  # read Consul's config entries and serve their routing
+    include_mesh_kinds: bool = False  # serve connect-proxy and gateway instances as backends
 
     @property
     def xds_tls(self) -> XdsTls:
@@ -131,6 +138,8 @@ def bridge_config(config: Config) -> BridgeConfig:
         xds_identity_sans=config["xds.identity_sans"],
         xds_unbound_fields=config["xds.unbound_fields"],
         admin_debug_token=config["admin.debug_token"],
+        config_entries=config["consul.config_entries"],
+        include_mesh_kinds=config["services.include_mesh_kinds"],
     )
     check_xds_tls(bridge.xds_tls)
     return bridge
@@ -143,7 +152,7 @@ class Bridge:
         """``node_config``: the templates making per-node listeners and routes (None: nodes get
         clusters and endpoints only)."""
         self.config = config
-        self.metrics = Metrics()
+        self.metrics = Metrics(version=package_version())
         self.security_metrics = SecurityMetrics(self.metrics.registry)
         self.redact = Redactor()
         self.redact.add(config.consul.token, config.admin_debug_token)
@@ -157,17 +166,27 @@ class Bridge:
         self.registry.add_observer(XdsMetricsObserver(self.metrics, self.registry))
         self.registry.add_observer(StreamEventLogger())
         self.cache = SnapshotCache(node_key_function(config.node_key))
+        # Consul's config entries → chains: extra clusters for everyone, routes for templates,
+        # gRPC variants of clusters for gRPC nodes.
+        self.traffic = traffic = Traffic(config.build)
+        node_source = (
+            GrpcClusterVariants(node_config, lambda: traffic.grpc_variants)
+            if node_config is not None
+            else None
+        )
         #: Lets a service without instances lose its cluster once clients took it emptied.
         self.deletion_gate = AckGate(self.registry)
         self.publisher = Publisher(
             self.cache,
             config.build,
-            node_config,
+            node_source,
             config.debounce,
             self._rebuilt,
+            traffic=traffic if config.config_entries else None,
             deletion_gate=self.deletion_gate,
         )
         self.registry.add_observer(MixedKeys(self.publisher.grpc.known_variant))
+        self.metrics.registry.register(QuarantinedEntriesCollector(traffic.quarantined_counts))
         self.discovery = DiscoveryServer(
             serving_cache(self.cache, config.node_key, policy),
             self.registry,
@@ -177,25 +196,33 @@ class Bridge:
             else None,
         )
         self.templates = templates = node_config
+        self.template_watcher: TemplateWatcher | None = None
         if templates is not None:
-            templates.on_change = self.publisher.republish
+            templates.traffic = traffic
+            # Every edit of the template files re-renders and re-publishes every node key.
+            self.template_watcher = TemplateWatcher(
+                templates.directory, templates.reload, self.publisher.republish
+            )
             self.metrics.registry.register(
                 TemplateErrorsCollector(lambda: templates.render_errors_total)
             )
         self.consul_tls = ConsulTls(config.consul)
         self.client = ConsulClient(
             config.consul,
-            on_request=self._consul_request,
+            on_request=self.metrics.consul_request,
             on_connections=self.metrics.consul_connections.set,
             ssl_context=self.consul_tls.context,
             scrub=self.redact,
         )
+        submit = self.publisher.submit
         self.watcher = CatalogWatcher(
             self.client,
             config.consul,
-            self.publisher.submit,
+            submit if config.include_mesh_kinds else without_mesh_kinds(submit),
             on_update_error=lambda exc: self.metrics.catalog_update_errors.inc(),
+            on_config_entries=self.publisher.submit_entries if config.config_entries else None,
         )
+        self.metrics.registry.register(DatacenterCollector(lambda: self.watcher.watched))
         self.xds_port = 0
         self.admin_port = 0
         self._grpc: grpc.aio.Server | None = None
@@ -205,14 +232,42 @@ class Bridge:
         self._file_watches: list[FileWatch] = []
 
     def readiness(self) -> tuple[bool, str]:
+        """Ready once the local datacenter was read and published, nothing is being retried
+        and the default template set can render. The reason also names failover datacenters not
+        read or not answering, removals held back, and failing non-default template sets (or a
+        set failing for some nodes only): those do not take the replica out of service — other
+        replicas would fail alike, and those nodes keep what they have."""
+        blocking = []
         if not self.publisher.ready:
-            return False, "waiting for the first complete read of the Consul catalog"
-        problem = self.publisher.problem
-        if problem is not None:
-            return False, problem
-        return True, f"serving {len(self.publisher.catalog)} services"
+            blocking.append("waiting for the first complete read of the local Consul datacenter")
+        elif self.publisher.problem is not None:
+            blocking.append(self.publisher.problem)
+        templates = self.templates
+        failing = templates.failing_sets() if templates is not None else {}
+        if templates is not None and templates.default_problem is not None:
+            blocking.append(
+                f"the default template set {templates.default_set!r} cannot render: "
+                f"{templates.default_problem}"
+            )
+            failing.pop(templates.default_set, None)
+        reasons = blocking or [f"serving {len(self.publisher.catalog)} services"]
+        reasons.extend(self.watcher.problems())
+        if failing:
+            sets = "; ".join(f"{name} {why}" for name, why in failing.items())
+            reasons.append(f"template sets failing (their nodes keep what they have): {sets}")
+        return not blocking, "; ".join(reasons)
 
     async def start(self) -> None:
+        """Bind the xDS and admin listeners (exclusively), then start watching Consul and the
+        templates. A listener that cannot be bound raises :class:`ConfigError` naming its key,
+        with nothing left running."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         xds_host, xds_port = parse_host_port(self.config.xds_listen)
         admin_host, admin_port = parse_host_port(self.config.admin_listen)
         self._warn_at_start()
@@ -230,11 +285,14 @@ class Bridge:
         self._file_watches.append(
             FileWatch(self.consul_tls.files, self.consul_tls.reload, "Consul TLS files")
         )
-        self._grpc, self.xds_port = await start_server(
-            self.discovery,
-            f"[{xds_host}]:{xds_port}" if ":" in xds_host else f"{xds_host}:{xds_port}",
-            credentials=credentials,
-        )
+        check_free("xds.listen", xds_host, xds_port)
+        check_free("admin.listen", admin_host, admin_port)
+        try:
+            self._grpc, self.xds_port = await start_server(
+                self.discovery, display(xds_host, xds_port), credentials=credentials
+            )
+        except (OSError, RuntimeError) as exc:  # gRPC says RuntimeError("Failed to bind ...")
+            raise listen_error("xds.listen", xds_host, xds_port, exc) from None
         for watch in self._file_watches:
             await watch.start()
         views = AdminViews(
@@ -243,10 +301,19 @@ class Bridge:
             self.debug_views(),
             debug_token=self.config.admin_debug_token,
             redact=self.redact,
+            actions={"accept-removal": self._accept_removal},
         )
-        self._admin, self.admin_port = await start_admin(admin_app(views), admin_host, admin_port)
+        try:
+            self._admin, self.admin_port = await start_admin(
+                admin_app(views), admin_host, admin_port
+            )
+        except OSError as exc:
+            raise listen_error("admin.listen", admin_host, admin_port, exc) from None
         if self.templates is not None:
-            await self.templates.start()
+            for name, problem in sorted(self.templates.set_problems.items()):
+                log.error("template set %r cannot render for the sample nodes: %s", name, problem)
+        if self.template_watcher is not None:
+            await self.template_watcher.start()
         self._tasks = [
             asyncio.create_task(self.watcher.run(), name="consul-watcher"),
             asyncio.create_task(self._become_ready(), name="readiness"),
@@ -271,10 +338,9 @@ class Bridge:
             log.warning("security: %s", line)
 
     # ------------------------------------------------------------ operations hooks
-    def _consul_request(self, outcome: str) -> None:
-        self.metrics.consul_requests.labels(outcome).inc()
-        if outcome == "ok":
-            self.metrics.consul_contact()
+    def _accept_removal(self, query: Mapping[str, str]) -> tuple[int, Any]:
+        """``POST /debug/accept-removal``: publish the removals held by the guard now."""
+        return 200, self.watcher.accept_removals()
 
     def _rebuilt(self, publisher: Publisher, seconds: float) -> None:
         self.metrics.snapshot_build.observe(seconds)
@@ -283,26 +349,40 @@ class Bridge:
         self.metrics.catalog_services.set(len(publisher.catalog))
 
     def debug_views(self) -> dict[str, JsonView]:
-        """``/debug/clients``, ``/debug/resources?node=ID[&cluster=C]``, ``/debug/consul``,
-        ``/debug/templates`` (sets and the latest error per node key)."""
+        """``/debug/clients``, ``/debug/resources?node=ID[&cluster=C]``,
+        ``/debug/config_dump?node=ID[&cluster=C][&include_eds]`` (Envoy's ``/config_dump``
+        shape), ``/debug/consul``, ``/debug/templates`` (sets and the latest error per key),
+        ``/debug/traffic`` (config entries, and each service's compiled chain with any entry
+        problem)."""
 
         def clients(query: Mapping[str, str]) -> tuple[int, Any]:
             return 200, debug.clients_view(self.registry)
 
-        def resources(query: Mapping[str, str]) -> tuple[int, Any]:
+        def node_key(query: Mapping[str, str]) -> tuple[str, str, Variant]:
+            """The node id, its node key and the variant it is served."""
             node_id = query.get("node", "")
-            if not node_id:
-                return 400, {"error": "missing query parameter: node=<node id>"}
             streams = self.registry.by_node(node_id)
             if streams:
-                node = streams[0].node
                 key = streams[0].node_key
-            else:  # not connected: the key it would get (pass cluster= when keyed by cluster,
-                # variant=grpc for a proxyless gRPC client)
-                node = debug.node_of(node_id, query.get("cluster", ""), query.get("variant", ""))
-                key = self.cache.node_key(node)
-            variant = self.publisher.grpc.variant_of(key) if streams else classify(node).variant
+                return node_id, key, self.publisher.grpc.variant_of(key)
+            # not connected: the key it would get (pass cluster= when keyed by cluster,
+            # variant=grpc for a proxyless gRPC client)
+            node = debug.node_of(node_id, query.get("cluster", ""), query.get("variant", ""))
+            return node_id, self.cache.node_key(node), classify(node).variant
+
+        def resources(query: Mapping[str, str]) -> tuple[int, Any]:
+            if not query.get("node"):
+                return 400, {"error": "missing query parameter: node=<node id>"}
+            node_id, key, variant = node_key(query)
             return 200, debug.resources_view(node_id, key, self.cache.get(key), variant)
+
+        def config_dump(query: Mapping[str, str]) -> tuple[int, Any]:
+            if not query.get("node"):
+                return 400, {"error": "missing query parameter: node=<node id>"}
+            node_id, key, _ = node_key(query)
+            streams = self.registry.by_node(node_id)
+            include_eds = "include_eds" in query
+            return 200, debug.config_dump_view(streams, self.cache.get(key), include_eds)
 
         def consul(query: Mapping[str, str]) -> tuple[int, Any]:
             return 200, self.watcher.status()
@@ -312,11 +392,16 @@ class Bridge:
                 return 200, {"template_sets": [], "errors": {}}
             return 200, debug.templates_view(self.templates)
 
+        def traffic(query: Mapping[str, str]) -> tuple[int, Any]:
+            return 200, self.traffic.debug_view()
+
         return {
             "clients": clients,
             "resources": resources,
+            "config_dump": config_dump,
             "consul": consul,
             "templates": templates,
+            "traffic": traffic,
         }
 
     async def _become_ready(self) -> None:
@@ -336,8 +421,8 @@ class Bridge:
         watches, self._file_watches = self._file_watches, []
         for watch in watches:
             await watch.stop()
-        if self.templates is not None:
-            await self.templates.stop()
+        if self.template_watcher is not None:
+            await self.template_watcher.stop()
         if self._grpc is not None:
             grpc_server, self._grpc = self._grpc, None
             await grpc_server.stop(grace=1.0)

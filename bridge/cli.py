@@ -24,6 +24,7 @@ from .bootstrap import (
     parse_metadata,
     skip_verify_warning,
 )
+from .commands.status import add_status_flags, status_command
 from .config import SETTINGS, Config, ConfigError, flag_help, load
 from .tasks import cancel_and_wait
 from .values import BOOL, HOST_PORT, PORT, Kind, parse_host_port
@@ -38,6 +39,11 @@ SHUTDOWN_TIMEOUT = 15.0  # seconds from SIGTERM to exit, at the most
 log = logging.getLogger("bridge")
 
 EXIT_CONFIG = 2
+
+
+def one_line(text: str) -> str:
+    """A message as one line (template and parser errors may span several)."""
+    return " / ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
 def version() -> str:
@@ -136,11 +142,25 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument(
         "--grpc", action="store_true", help="render for a proxyless gRPC client (its variant)"
     )
+    render.add_argument(
+        "--format",
+        choices=("resources", "config_dump"),
+        default="resources",
+        help="resources (the bridge's JSON) or config_dump (as Envoy's /config_dump prints it)",
+    )
+    render.add_argument("--include-eds", action="store_true", help="config_dump: add endpoints")
     render.add_argument("--config", help="YAML config file")
     add_flags(render)
 
-    check = commands.add_parser("check-templates", help="validate every template set")
-    check.add_argument("--templates", default=None, help="template sets directory")
+    check = commands.add_parser(
+        "check-templates",
+        help="validate every template set (with the settings serve would use)",
+    )
+    check.add_argument("--config", help="YAML config file (flags > env > file > defaults)")
+    add_flags(check)
+
+    status = commands.add_parser("status", help="each connected node's xDS sync state (CSDS)")
+    add_status_flags(status)
 
     commands.add_parser("version", help="print the version")
     return parser
@@ -181,12 +201,30 @@ def _cmd_bootstrap(args: argparse.Namespace) -> int:
 
 
 def _templates(config: Config, build: BuildSettings) -> TemplateSource:
+    """The template sets the settings name (ConfigError naming the key when they are unusable)."""
     from .templating import template_source_from_config
 
     try:
-        return template_source_from_config(config, build, on_change=lambda: None)
+        return template_source_from_config(config, build)
+    except ConfigError:
+        raise
     except ValueError as exc:
-        raise ConfigError("templates", str(exc)) from None
+        raise ConfigError("templates.dir", str(exc)) from None
+
+
+def _serveable_templates(config: Config, build: BuildSettings) -> TemplateSource:
+    """:func:`_templates`, refusing a default set that cannot render for the sample nodes:
+    started with it, the bridge could configure no new node (nodes that have a configuration
+    keep it while the bridge is down)."""
+    templates = _templates(config, build)
+    problem = templates.default_problem
+    if problem is not None:
+        raise ConfigError(
+            "templates.dir",
+            f"the default template set {templates.default_set!r} cannot render: {problem}",
+            config.source("templates.dir"),
+        )
+    return templates
 
 
 async def _serve(config_args: argparse.Namespace) -> int:
@@ -197,7 +235,7 @@ async def _serve(config_args: argparse.Namespace) -> int:
     bridge_cfg = bridge_config(config)
     logs.register_secret(bridge_cfg.consul.token)
     logs.register_secret(bridge_cfg.admin_debug_token)
-    bridge = Bridge(bridge_cfg, _templates(config, bridge_cfg.build))
+    bridge = Bridge(bridge_cfg, _serveable_templates(config, bridge_cfg.build))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -250,7 +288,9 @@ async def _render(args: argparse.Namespace) -> dict[str, Any]:
         datacenters, updates = catalog_from_file(args.catalog)
     else:
         datacenters, updates = await catalog_from_consul(bridge_cfg.consul)
-    return await render(bridge_cfg, node, datacenters, updates, templates)
+    return await render(
+        bridge_cfg, node, datacenters, updates, templates, args.format, args.include_eds
+    )
 
 
 def _cmd_render(args: argparse.Namespace) -> int:
@@ -272,7 +312,12 @@ def _cmd_render(args: argparse.Namespace) -> int:
 def _cmd_check_templates(args: argparse.Namespace) -> int:
     from .commands.check_templates import main_check_templates
 
-    return main_check_templates(args.templates)
+    try:
+        config = load(flags_from_namespace(args), os.environ, args.config)
+    except ConfigError as exc:
+        print(f"config error: {one_line(str(exc))}", file=sys.stderr)
+        return EXIT_CONFIG
+    return main_check_templates(config)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -286,10 +331,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _cmd_render(args)
     if args.command == "check-templates":
         return _cmd_check_templates(args)
+    if args.command == "status":
+        return status_command(args)
     try:
         return asyncio.run(_serve(args))
-    except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
+    except ConfigError as exc:  # every start-up failure: the key and one line, no traceback
+        print(f"config error: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_CONFIG
     except OSError as exc:
         print(f"cannot start: {exc}", file=sys.stderr)

@@ -83,7 +83,20 @@ def _rule_list(value: Any) -> tuple[dict[str, Any], ...]:
     return tuple(rules)
 
 
+def _share(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number from 0 to 1, got {value!r}")
+    try:
+        number = float(str(value).strip()) if isinstance(value, str) else float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"expected a number from 0 to 1, got {value!r}") from None
+    if not 0.0 <= number <= 1.0:  # NaN fails this too
+        raise ValueError(f"expected a number from 0 to 1, got {value!r}")
+    return number
+
+
 NODE_KEY = Kind("SPEC", "id, cluster or metadata:<field>", _node_key)
+SHARE = Kind("SHARE", "number 0..1", _share)
 MAPPING = Kind("MAPPING", "mapping", _mapping)
 RULES = Kind("RULES", "list of rules", _rule_list)
 
@@ -146,6 +159,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("consul.min_interval", duration(), "100ms",
             "Minimum spacing between two calls of one watch (at most consul.wait)",
             "--consul-min-interval"),
+    Setting("consul.mass_removal_share", SHARE, 0.5,
+            "A Consul read removing more than this share of a datacenter's served services or "
+            "endpoints (within consul.mass_removal_hold) is held", "--mass-removal-share"),
+    Setting("consul.mass_removal_hold", duration(most=86_400.0), "3m",
+            "How long a held removal must stay unchanged before it is published (also after "
+            "an index reset); 0 turns the guard off", "--mass-removal-hold"),
+    Setting("consul.config_entries", BOOL, True,
+            "Read Consul's discovery config entries (service-defaults, proxy-defaults, "
+            "service-resolver, -splitter, -router) and serve the routing they describe",
+            "--config-entries"),
     Setting("services.include", NAMES, (), "Only these services (glob patterns)",
             "--include-services"),
     Setting("services.exclude", NAMES, ("consul",), "Never these services (glob patterns)",
@@ -157,6 +180,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("services.warning_is_healthy", BOOL, True,
             "Consul 'warning' instances receive traffic (with Weights.Warning)",
             "--warning-is-healthy"),
+    Setting("services.include_mesh_kinds", BOOL, False,
+            "Serve instances whose Kind is connect-proxy, mesh-gateway, terminating-gateway, "
+            "ingress-gateway or api-gateway as ordinary backends", "--include-mesh-kinds"),
     Setting("xds.listen", HOST_PORT, "0.0.0.0:18000", "gRPC xDS listen address",
             "--xds-listen"),
     Setting("xds.node_key", NODE_KEY, "id",

@@ -42,6 +42,8 @@ class ConsulSettings:
     max_connections: int = DEFAULTS["consul.max_connections"]
     wait: float = DEFAULTS["consul.wait"]  # blocking query wait, seconds
     min_interval: float = DEFAULTS["consul.min_interval"]  # between two calls of one watch
+    mass_removal_share: float = DEFAULTS["consul.mass_removal_share"]  # 0-1 of what is served
+    mass_removal_hold: float = DEFAULTS["consul.mass_removal_hold"]  # seconds; 0: no guard
     backoff_base: float = 0.25  # first retry delay after an error, doubled each time
     backoff_max: float = 60.0
     request_margin: float = 5.0  # HTTP timeout = wait * 17/16 + this
@@ -97,9 +99,12 @@ def _any_match(patterns: Iterable[str], values: Iterable[str]) -> bool:
 _KEYS: Mapping[str, str] = {
     s.key.rpartition(".")[2]: s.key
     for s in SETTINGS
-    if s.key.startswith(("consul.", "services.")) and s.key != "services.warning_is_healthy"
+    if s.key.startswith(("consul.", "services."))
+    and s.key
+    not in ("services.warning_is_healthy", "services.include_mesh_kinds", "consul.config_entries")
 }
 _AS_IS: tuple[str, ...] = ("datacenters", "max_connections", "wait", "min_interval")
+_AS_IS += ("mass_removal_share", "mass_removal_hold")
 _AS_IS += ("include", "exclude", "include_tags", "exclude_tags")
 _UNSET_IS_NONE = ("ca_file", "client_cert", "client_key", "tls_server_name")
 

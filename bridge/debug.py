@@ -9,10 +9,13 @@ from envoy.config.core.v3 import base_pb2
 from google.protobuf import json_format
 
 from xds_server.cache import Snapshot
+from xds_server.csds import newest_per_type
 from xds_server.resource import ADS_ORDER, SHORT_NAMES
 from xds_server.tracking import ClientRegistry, StreamInfo
 
 from .client_kinds import Variant, as_grpc_client, classify
+from .config_dump import config_dump
+from .logs import first_line
 from .templating import TemplateSource
 
 
@@ -37,7 +40,13 @@ def stream_view(stream: StreamInfo) -> dict[str, Any]:
             "subscribed_count": len(state.subscribed),
             "last_nack": None
             if nack is None
-            else {"version": nack.version, "message": nack.message, "at": _when(nack.time)},
+            else {
+                "version": nack.version,
+                "summary": first_line(nack.message),
+                "message": nack.message,
+                "resources": sorted(nack.resources)[:50],
+                "at": _when(nack.time),
+            },
         }
     return {
         "node_id": stream.node_id,
@@ -89,11 +98,24 @@ def resources_view(
     return {"node": node_id, "node_key": key, "variant": str(variant), "resources": out}
 
 
+def config_dump_view(
+    streams: list[StreamInfo], snapshot: Snapshot | None, include_eds: bool
+) -> dict[str, Any]:
+    """A node's snapshot as Envoy's ``/config_dump`` prints it; ``last_updated`` is when the
+    node accepted each resource (when it is connected)."""
+    updated = {
+        type_url: state.acked_at for type_url, (_, state) in newest_per_type(streams).items()
+    }
+    return config_dump(snapshot, include_eds, updated)
+
+
 def templates_view(source: TemplateSource) -> dict[str, Any]:
     return {
         "directory": str(source.directory),
         "template_sets": sorted(source.sets),
         "default_set": source.default_set,
+        "failing_sets": source.failing_sets(),
+        "held_edits": source.held_edits(),
         "render_errors_total": dict(source.render_errors_total),
         "errors": {
             key: {"template_set": e.template_set, "message": e.message, "at": _when(e.at)}

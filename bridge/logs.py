@@ -2,6 +2,10 @@
 
 Secrets (the Consul token) are registered with :func:`register_secret`; every record's final
 message is scrubbed of them before it is formatted, whatever logger produced it.
+
+JSON lines carry, besides ``message``, the structured fields a caller passes with
+``extra={...}`` under the names in :data:`FIELDS` (``node_id``, ``dc``, ``path``, ``type``, ...),
+so a log pipeline can filter on them without parsing the text.
 """
 
 from __future__ import annotations
@@ -10,9 +14,11 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Mapping
 from typing import Any
 
-from xds_server.tracking import BaseObserver, StreamInfo
+from xds_server.resource import SHORT_NAMES
+from xds_server.tracking import BaseObserver, Nack, StreamInfo
 
 from . import secret_guard
 
@@ -41,6 +47,28 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+#: Structured fields a JSON line carries when the caller passes them with ``extra=``.
+FIELDS = (
+    "node_id",
+    "node_cluster",
+    "peer",
+    "api",
+    "type",
+    "version",
+    "resources",
+    "dc",
+    "path",
+    "service",
+    "template_set",
+    "backoff_seconds",
+)
+
+
+def fields(**values: object) -> dict[str, object]:
+    """``extra=`` for a log call: the structured fields, None values left out."""
+    return {key: value for key, value in values.items() if value is not None}
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -50,6 +78,10 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        for name in FIELDS:
+            value = record.__dict__.get(name)
+            if value is not None:
+                entry[name] = redact(value) if isinstance(value, str) else value
         if record.exc_info:
             entry["exception"] = redact(self.formatException(record.exc_info))
         return json.dumps(entry, ensure_ascii=False)
@@ -80,11 +112,45 @@ def configure(level: str = "info", fmt: str = "text") -> None:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
+_DEBUGPROTO = "goo.gle/debugproto"  # protobuf's marker in Envoy's text dumps: not a message
+FIRST_LINE_LIMIT = 300
+NAMES_SHOWN = 5
+
+
+def first_line(message: str, limit: int = FIRST_LINE_LIMIT) -> str:
+    """The first meaningful line of an Envoy error (its messages embed multi-line proto dumps,
+    introduced by protobuf's ``goo.gle/debugproto`` marker)."""
+    for line in message.splitlines():
+        line = line.replace(_DEBUGPROTO, "").strip().rstrip(":").rstrip()
+        if line:
+            return line if len(line) <= limit else line[: limit - 1] + "…"
+    return ""
+
+
+def names_list(names: Mapping[str, str] | list[str], shown: int = NAMES_SHOWN) -> str:
+    """``a, b, c and 4 more``."""
+    ordered = sorted(names)
+    text = ", ".join(ordered[:shown])
+    return text + (f" and {len(ordered) - shown} more" if len(ordered) > shown else "")
+
+
 class StreamEventLogger(BaseObserver):
-    """One log line per client connect and disconnect (NACKs are logged by the serving side)."""
+    """One log line per client connect, disconnect and NACK.
+
+    A NACK is a WARNING with the first line of Envoy's message and the rejected resources; the
+    full message is logged at DEBUG (and kept in ``/debug/clients``).
+    """
 
     def __init__(self, logger: logging.Logger | None = None) -> None:
         self.log = logger or logging.getLogger("bridge.xds")
+
+    def _fields(self, stream: StreamInfo) -> dict[str, object]:
+        return fields(
+            node_id=stream.node_id,
+            node_cluster=stream.node_cluster,
+            peer=stream.peer,
+            api=stream.method,
+        )
 
     def stream_opened(self, stream: StreamInfo) -> None:
         self.log.info(
@@ -94,9 +160,38 @@ class StreamEventLogger(BaseObserver):
             stream.user_agent or "unknown agent",
             stream.peer,
             stream.method,
+            extra=self._fields(stream),
         )
 
     def stream_closed(self, stream: StreamInfo) -> None:
         self.log.info(
-            "client disconnected: node %r from %s (%s)", stream.node_id, stream.peer, stream.method
+            "client disconnected: node %r from %s (%s)",
+            stream.node_id,
+            stream.peer,
+            stream.method,
+            extra=self._fields(stream),
+        )
+
+    def nacked(self, stream: StreamInfo, type_url: str, nack: Nack) -> None:
+        kind = SHORT_NAMES.get(type_url, type_url)
+        extra = {
+            **self._fields(stream),
+            **fields(type=kind, version=nack.version, resources=sorted(nack.resources)[:50]),
+        }
+        self.log.warning(
+            "node %r rejected %s version %s (%s): %s",
+            stream.node_id,
+            kind,
+            nack.version,
+            names_list(nack.resources) if nack.resources else "no resource changed",
+            first_line(nack.message) or "(no message)",
+            extra=extra,
+        )
+        self.log.debug(
+            "node %r: Envoy's full message for %s version %s:\n%s",
+            stream.node_id,
+            kind,
+            nack.version,
+            nack.message,
+            extra=extra,
         )

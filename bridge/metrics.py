@@ -8,18 +8,35 @@ Push latency is measured from the moment the bridge received the Consul response
 change (the resource's ``origin_time``) to the moment a node ACKed the first version containing
 it: one observation per node, type and change. A change first sent in a version the node
 rejected is carried over to the next version sent to it. What a stream receives because it just
-connected (changes older than the stream) is not a push and is not observed.
+connected is not a push and is not observed: changes older than the stream, and everything in
+its first response of each type (its initial state, including listeners and routes rendered
+for it when it connected).
+
+Conventions: no ``_created`` series; ``consul_xds_build_info`` and the standard process, GC and
+platform collectors; a Consul contact that never happened is an absent sample, never -1.
 """
 
 from __future__ import annotations
 
 import collections
+import platform
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from importlib import metadata
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    disable_created_metrics,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from xds_server.resource import SHORT_NAMES
@@ -54,13 +71,28 @@ class _InFlight:
         self.origins = set()
 
 
+def package_version() -> str:
+    """The installed package's version (``0+unknown`` when running from a bare source tree)."""
+    try:
+        return metadata.version("consul-xds-bridge")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
 class Metrics:
     """All the bridge's metrics, in one registry."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, version: str = "") -> None:
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # process-wide: no _created
         self.clock = clock
         self.registry = CollectorRegistry()
         r = self.registry
+        ProcessCollector(registry=r)
+        GCCollector(registry=r)
+        PlatformCollector(registry=r)
+        Info(
+            "consul_xds_build", "Version of the bridge and of the Python running it.", registry=r
+        ).info({"version": version or "unknown", "python": platform.python_version()})
         self.push_latency = Histogram(
             "consul_xds_push_latency_seconds",
             "Consul response carrying a change → a node ACKs the first version containing it.",
@@ -97,17 +129,12 @@ class Metrics:
         )
         self.consul_requests = Counter(
             "consul_xds_consul_requests_total",
-            "Consul HTTP requests by outcome (ok, unchanged, error kinds).",
-            ["outcome"],
+            "Consul HTTP requests by datacenter and outcome (ok, unchanged, error kinds).",
+            ["dc", "outcome"],
             registry=r,
         )
         self.consul_connections = Gauge(
             "consul_xds_consul_connections_in_use", "Consul HTTP connections in use.", registry=r
-        )
-        self.consul_last_contact = Gauge(
-            "consul_xds_consul_last_contact_seconds",
-            "Seconds since the last successful Consul response (-1: never).",
-            registry=r,
         )
         self.catalog_update_errors = Counter(
             "consul_xds_catalog_update_errors_total",
@@ -124,15 +151,40 @@ class Metrics:
             "consul_xds_catalog_services", "Services selected from the Consul catalog.", registry=r
         )
         self._last_contact: float | None = None
-        self.consul_last_contact.set_function(self._seconds_since_contact)
+        r.register(_LastContactCollector(self))
+
+    def consul_request(self, outcome: str, dc: str = "") -> None:
+        """One Consul request to datacenter ``dc`` ("": the local one, labelled ``local``)
+        ended with ``outcome`` (``ok`` also counts as contact)."""
+        self.consul_requests.labels(dc or "local", outcome).inc()
+        if outcome == "ok":
+            self.consul_contact()
 
     def consul_contact(self) -> None:
         self._last_contact = self.clock()
 
-    def _seconds_since_contact(self) -> float:
+    def seconds_since_contact(self) -> float | None:
+        """None until Consul first answered."""
         if self._last_contact is None:
-            return -1.0
+            return None
         return self.clock() - self._last_contact
+
+
+class _LastContactCollector(Collector):
+    """``consul_xds_consul_last_contact_seconds``: no sample until Consul first answered."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "consul_xds_consul_last_contact_seconds",
+            "Seconds since the last successful Consul response (absent: never).",
+        )
+        seconds = self.metrics.seconds_since_contact()
+        if seconds is not None:
+            family.add_metric([], seconds)
+        yield family
 
 
 class XdsMetricsObserver(BaseObserver):
@@ -195,7 +247,11 @@ class XdsMetricsObserver(BaseObserver):
         responses, resources_sent, _, _, _ = self._children(_type(type_url))
         responses.inc()
         resources_sent.inc(resources)
-        entry = self._inflight.setdefault(stream.stream_id, {}).setdefault(type_url, _InFlight())
+        per_type = self._inflight.setdefault(stream.stream_id, {})
+        entry = per_type.get(type_url)
+        if entry is None:  # the stream's first response of this type: its initial state
+            per_type[type_url] = _InFlight(nonce)
+            return
         entry.nonce = nonce
         # Changes older than the stream are its initial state, not a push: not observed.
         opened = self._opened.get(stream.stream_id, float("-inf"))

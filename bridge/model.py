@@ -61,6 +61,7 @@ class Instance:
     weight_passing: int = 1
     weight_warning: int = 1
     checks: tuple[Check, ...] = ()
+    kind: str = ""  # Service.Kind: "" for a typical service, else connect-proxy, mesh-gateway, ...
 
     @property
     def health(self) -> Health:
@@ -150,6 +151,7 @@ def parse_instance(entry: Mapping[str, Any], datacenter: str | None = None) -> I
         weight_passing=_weight(service.get("Weights"), "Passing"),
         weight_warning=_weight(service.get("Weights"), "Warning"),
         checks=checks,
+        kind=str(service.get("Kind") or ""),
     )
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -37,6 +37,7 @@ from xds_server.resource import (
 )
 
 from .catalog import Catalog, ServiceUpdate
+from .config_entries import ConfigEntriesUpdate
 from .model import ServiceView
 from .resources import BuildSettings, build_service, cluster_name
 from .retirement import DeletionGate, Retirements
@@ -56,6 +57,34 @@ class NodeConfigSource(Protocol):
 
     def key_released(self, key: str) -> None:
         """The last stream of ``key`` went: forget what is kept for it."""
+        ...
+
+
+class ResourceChanges(Protocol):
+    """Changes to the shared cluster and endpoint sets (removals applied first)."""
+
+    @property
+    def clusters(self) -> Sequence[Resource]: ...
+    @property
+    def endpoints(self) -> Sequence[Resource]: ...
+    @property
+    def remove_clusters(self) -> Sequence[str]: ...
+    @property
+    def remove_endpoints(self) -> Sequence[str]: ...
+    @property
+    def names_changed(self) -> bool: ...
+
+
+class TrafficSource(Protocol):
+    """Consul's config entries → clusters and endpoints added to (or replacing plain ones in)
+    the shared sets (implemented by :class:`bridge.chains.Traffic`)."""
+
+    def set_entries(self, update: ConfigEntriesUpdate) -> bool:
+        """Take a config entries table; whether anything changed."""
+        ...
+
+    def rebuild(self, changed: Mapping[str, float], catalog: Catalog) -> ResourceChanges:
+        """The changes after the catalog's ``changed`` services and the entries taken."""
         ...
 
 
@@ -92,12 +121,15 @@ class Publisher:
         node_config: NodeConfigSource | None = None,
         debounce: float = 0.01,
         on_rebuilt: Callable[[Publisher, float], None] | None = None,
+        traffic: TrafficSource | None = None,
         deletion_gate: DeletionGate | None = None,
     ) -> None:
         """``on_rebuilt(publisher, seconds)`` is called after each rebuild (for metrics);
+        ``traffic`` adds the clusters of Consul's config entries (None: no entries used);
         ``deletion_gate`` says when a service without instances may lose its cluster (None:
         at once)."""
         self.cache = cache
+        self.traffic = traffic
         self.settings = settings or BuildSettings()
         self.node_config = node_config
         self.debounce = debounce
@@ -111,6 +143,7 @@ class Publisher:
         self._extras: dict[str, _NodeExtras] = {}  # per open key
         self._warned: dict[str, frozenset[str]] = {}  # per service: the warnings logged
         self._pending: list[ServiceUpdate] = []
+        self._pending_entries: ConfigEntriesUpdate | None = None
         self._flush_handle: asyncio.TimerHandle | asyncio.Handle | None = None
         self._last_flush = float("-inf")
         self._retry = _Retry(self._retry_failed)
@@ -127,6 +160,14 @@ class Publisher:
     def submit(self, updates: Iterable[ServiceUpdate]) -> None:
         """Queue watcher updates; they are published now or at the end of the debounce window."""
         self._pending.extend(updates)
+        self._schedule()
+
+    def submit_entries(self, update: ConfigEntriesUpdate) -> None:
+        """Queue a config entries table (the newest wins); published like catalog updates."""
+        self._pending_entries = update
+        self._schedule()
+
+    def _schedule(self) -> None:
         if self._flush_handle is not None:
             return
         loop = asyncio.get_running_loop()
@@ -145,7 +186,11 @@ class Publisher:
             self._last_flush = time.monotonic()
         pending, self._pending = self._pending, []
         changed = self.catalog.apply(pending)
-        if changed:
+        entries, self._pending_entries = self._pending_entries, None
+        entries_changed = False
+        if entries is not None and self.traffic is not None:
+            entries_changed = self.traffic.set_entries(entries)
+        if changed or entries_changed:
             self._rebuild(changed)
 
     def mark_ready(self) -> None:
@@ -227,9 +272,18 @@ class Publisher:
                 upsert_endpoints.append(make_resource(built.load_assignment, origin))
             elif name in self._endpoints:  # now a DNS cluster: its assignment is inline
                 self._endpoints = self._endpoints.with_changes(remove=[name])
+        remove_endpoints = list(remove)
+        extra = None
+        if self.traffic is not None:  # after the plain services: chain versions win
+            extra = self.traffic.rebuild(changed, self.catalog)
+            upsert_clusters.extend(extra.clusters)
+            upsert_endpoints.extend(extra.endpoints)
+            remove.extend(extra.remove_clusters)
+            remove_endpoints.extend(extra.remove_endpoints)
+            services_changed |= extra.names_changed
         self._clusters = self._clusters.with_changes(upsert_clusters, remove)
-        self._endpoints = self._endpoints.with_changes(upsert_endpoints, remove)
-        self.grpc.commit(self._endpoints)
+        self._endpoints = self._endpoints.with_changes(upsert_endpoints, remove_endpoints)
+        self.grpc.commit(self._endpoints, extra)
         if self.ready:
             self._publish_all(services_changed)
         if self._unbuilt:
@@ -268,15 +322,23 @@ class Publisher:
         self.cache.set_snapshot(key, snapshot)
 
     def _snapshot(self, key: str, node: base_pb2.Node, services_changed: bool) -> Snapshot:
+        clusters, endpoints = self._clusters, self._endpoints
+        if self.grpc.is_grpc(key):
+            clusters, endpoints = self.grpc.clusters, self.grpc.endpoints
         extras = self._extras.get(key)
         if self.node_config is not None:
             rendered = self.node_config.node_resources(key, node, self.catalog, services_changed)
             if rendered is not None:  # None: keep the last good listeners/routes
                 extras = _NodeExtras.of(rendered)
                 self._extras[key] = extras
-        clusters, endpoints = self._clusters, self._endpoints
-        if self.grpc.is_grpc(key):
-            clusters, endpoints = self.grpc.clusters, self.grpc.endpoints
+            elif extras is None:
+                # Never rendered for this key: its listeners, routes and template clusters are
+                # unknown, and an empty LDS (or a CDS state without them) would remove what its
+                # Envoys hold. Send none of them until a render succeeds; endpoints still flow.
+                return Snapshot(
+                    {CLUSTER: clusters, ENDPOINT: endpoints},
+                    withheld=frozenset({CLUSTER, LISTENER, ROUTE}),
+                )
         if extras is not None and extras.clusters:
             clusters = clusters.with_changes(extras.clusters)
         return Snapshot(

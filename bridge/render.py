@@ -1,4 +1,5 @@
-"""``consul-xds-bridge render``: exactly the resources one node would receive now.
+"""``consul-xds-bridge render``: exactly the resources one node would receive now (as the
+bridge's JSON, or with ``--format config_dump`` as that node's Envoy ``/config_dump`` prints it).
 
 The catalog comes from Consul (one complete read, as ``serve`` does before it becomes ready) or
 from a saved catalog file: a JSON object ``{"<datacenter>": {"<service>": [...]}}`` whose lists
@@ -24,6 +25,7 @@ from xds_server.cache import SnapshotCache
 from .app import BridgeConfig, node_key_function
 from .catalog import ServiceUpdate
 from .client_kinds import as_grpc_client
+from .config_dump import config_dump
 from .consul import CatalogWatcher, ConsulClient
 from .consul_settings import ConsulSettings
 from .debug import resources_view
@@ -71,7 +73,7 @@ async def catalog_from_consul(
     task = asyncio.create_task(watcher.run())
     try:
         async with asyncio.timeout(timeout):
-            await watcher.ready.wait()
+            await watcher.complete.wait()  # every datacenter, not only the local one
     except TimeoutError:
         raise RenderError(
             f"no complete read of Consul at {settings.address} within {timeout:g}s "
@@ -98,12 +100,17 @@ async def render(
     datacenters: Sequence[str],
     updates: Sequence[ServiceUpdate],
     node_config: NodeConfigSource | None = None,
+    output: str = "resources",
+    include_eds: bool = False,
 ) -> dict[str, Any]:
-    """The node's snapshot, as ``/debug/resources`` shows it, built from ``updates``."""
+    """The node's snapshot built from ``updates``: as ``/debug/resources`` shows it, or with
+    ``output="config_dump"`` as Envoy's ``/config_dump`` (endpoints with ``include_eds``)."""
     cache = SnapshotCache(node_key_function(config.node_key))
     publisher = Publisher(cache, config.build, node_config, debounce=0.0)
     publisher.set_datacenters(datacenters)
     publisher.submit(updates)
     publisher.mark_ready()
     key = cache.watch(node, lambda changed: None)
+    if output == "config_dump":
+        return config_dump(cache.get(key), include_eds)
     return resources_view(node.id, key, cache.get(key), publisher.grpc.variant_of(key))

@@ -38,6 +38,16 @@ _GO_DURATION = re.compile(rf"[-+]?(?:{_GO_TERM.pattern})+")
 _DURATION_HINT = "expected a duration like 250ms, 30s or 1m30s"
 
 
+def parse_go_duration(text: str) -> float:
+    """Seconds in a Go duration string (``"5s"``, ``"1m30s"``, ``"-250ms"``, ``"0"``); raises
+    ``ValueError`` for anything Go's ``time.ParseDuration`` would refuse (a bare number too)."""
+    text = text.strip()
+    if text != "0" and not _GO_DURATION.fullmatch(text):
+        raise ValueError(f"{_DURATION_HINT}, got {text!r}")
+    total = sum(float(number) * _GO_UNIT[unit] for number, unit in _GO_TERM.findall(text))
+    return -total if text.startswith("-") else total
+
+
 def _seconds(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError(f"{_DURATION_HINT}, got {value!r}")
@@ -47,9 +57,10 @@ def _seconds(value: Any) -> float:
         except OverflowError:
             raise ValueError(f"too large: {value!r}") from None
     text = str(value).strip()
-    if text == "0" or _GO_DURATION.fullmatch(text):
-        total = sum(float(number) * _GO_UNIT[unit] for number, unit in _GO_TERM.findall(text))
-        return -total if text.startswith("-") else total
+    try:
+        return parse_go_duration(text)
+    except ValueError:
+        pass
     try:
         return float(text)  # a plain number of seconds
     except ValueError:

@@ -14,6 +14,11 @@ in both variants (every IP-addressed service) is the very same ``Resource`` in b
   variant, with a WARNING (:class:`MixedKeys`).
 * **Built only when used**: the gRPC variant is built when the first gRPC node key opens, and
   then kept in step with every service change.
+* **Config-entry chains** (:mod:`bridge.chains`) add clusters and assignments to the Envoy
+  sets; the gRPC variant takes the same ones (a chain cluster's gRPC form replaces it per gRPC
+  node, :mod:`bridge.chains.node_source`), except where one is just the plain service's own
+  resource (a chain version identical to it, or the plain one restored): there the service's
+  gRPC form stays.
 * **Warnings per client kind**: where a gRPC client does something other than what Envoy does
   for a service (:func:`~bridge.grpc_shaping.grpc_warnings`), a WARNING is logged once per
   service and client kind (language and version), while it lasts.
@@ -24,6 +29,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from envoy.config.core.v3 import base_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
@@ -74,6 +80,19 @@ class KindWarnings:
             del self._logged[key]
 
 
+class TrafficChanges(Protocol):
+    """What config-entry chains change in the Envoy sets (removals first, then upserts)."""
+
+    @property
+    def clusters(self) -> Sequence[Resource]: ...
+    @property
+    def endpoints(self) -> Sequence[Resource]: ...
+    @property
+    def remove_clusters(self) -> Sequence[str]: ...
+    @property
+    def remove_endpoints(self) -> Sequence[str]: ...
+
+
 @dataclass(slots=True)
 class _Service:
     built: BuiltService
@@ -100,6 +119,10 @@ class GrpcVariant:
         self._gone: dict[str, _Service] = {}  # removed since the last commit
         self._kinds: dict[str, ClientKind] = {}  # open node key -> its client kind
         self._active = False  # built once a gRPC node key opened
+        self._owner: dict[str, str] = {}  # a service's plain cluster name -> the service
+        #: Per type: the config-entry chains' resources, and the names changed since a commit.
+        self._chains: dict[str, dict[str, Resource]] = {CLUSTER: {}, ENDPOINT: {}}
+        self._chains_touched: dict[str, set[str]] = {CLUSTER: set(), ENDPOINT: set()}
 
     # ------------------------------------------------------------ node keys
     def key_opened(self, key: str, node: base_pb2.Node, envoy_endpoints: ResourceSet) -> Variant:
@@ -111,6 +134,8 @@ class GrpcVariant:
         if kind.is_grpc and not self._active:
             self._active = True
             self._dirty.update(self._services)
+            for type_url, layer in self._chains.items():
+                self._chains_touched[type_url].update(layer)
             self.commit(envoy_endpoints)
         elif first_of_kind:
             for service, served in sorted(self._services.items()):
@@ -142,21 +167,28 @@ class GrpcVariant:
         if previous is not None:
             served.clusters, served.endpoints = previous.clusters, previous.endpoints
         self._services[service] = served
+        self._owner[str(built.cluster.name)] = service
         self._dirty.add(service)
 
     def remove_service(self, service: str) -> None:
         served = self._services.pop(service, None)
         if served is not None:
             self._gone[service] = served
+            self._owner.pop(str(served.built.cluster.name), None)
         self._dirty.add(service)
 
-    def commit(self, envoy_endpoints: ResourceSet) -> None:
-        """Apply the changes reported since the last commit (nothing to do while no gRPC node
-        key was ever opened). ``envoy_endpoints`` lends its resources where both variants
-        carry the same assignment, so it is serialized once."""
+    def commit(self, envoy_endpoints: ResourceSet, chains: TrafficChanges | None = None) -> None:
+        """Apply the changes reported since the last commit and what the config-entry
+        ``chains`` change (nothing is built while no gRPC node key was ever opened).
+        ``envoy_endpoints`` lends its resources where both variants carry the same assignment,
+        so it is serialized once."""
+        if chains is not None:
+            self._take_chains(chains)
         if not self._active:  # no gRPC node key yet: nothing built, nothing warned
             self._dirty.clear()
             self._gone.clear()
+            for touched in self._chains_touched.values():
+                touched.clear()
             return
         clusters: list[Resource] = []
         endpoints: list[Resource] = []
@@ -191,10 +223,63 @@ class GrpcVariant:
             clusters.extend(new_clusters)
             endpoints.extend(new_endpoints)
             self._warn(service, served, kinds)
+        # A chain's resource wins over the service's own of the same name, as for Envoys.
+        chain_clusters, chain_endpoints = self._chains[CLUSTER], self._chains[ENDPOINT]
+        clusters = [r for r in clusters if r.name not in chain_clusters]
+        endpoints = [r for r in endpoints if r.name not in chain_endpoints]
+        remove_clusters -= chain_clusters.keys()
+        remove_endpoints -= chain_endpoints.keys()
+        for name in self._chains_touched[CLUSTER]:
+            self._apply_chain(name, CLUSTER, clusters, remove_clusters)
+        for name in self._chains_touched[ENDPOINT]:
+            self._apply_chain(name, ENDPOINT, endpoints, remove_endpoints)
         self.clusters = self.clusters.with_changes(clusters, remove_clusters)  # removals first
         self.endpoints = self.endpoints.with_changes(endpoints, remove_endpoints)
+        for touched in self._chains_touched.values():
+            touched.clear()
         self._dirty.clear()
         self._gone.clear()
+
+    # ------------------------------------------------------------ config-entry chains
+    def _take_chains(self, chains: TrafficChanges) -> None:
+        for type_url, upserts, removals in (
+            (CLUSTER, chains.clusters, chains.remove_clusters),
+            (ENDPOINT, chains.endpoints, chains.remove_endpoints),
+        ):
+            layer = self._chains[type_url]
+            for resource in upserts:
+                owner = self._owner.get(resource.name)
+                served = self._services.get(owner) if owner is not None else None
+                if served is not None and resource.message == _plain(served.built, type_url):
+                    if layer.pop(resource.name, None) is not None:
+                        self._dirty.add(str(owner))  # its own gRPC form comes back
+                    continue
+                layer[resource.name] = resource
+                self._chains_touched[type_url].add(resource.name)
+            for name in removals:
+                if layer.pop(name, None) is None:
+                    continue
+                owner = self._owner.get(name)
+                if owner is not None and owner in self._services:
+                    self._dirty.add(owner)
+                else:
+                    self._chains_touched[type_url].add(name)
+
+    def _apply_chain(
+        self, name: str, type_url: str, upserts: list[Resource], removals: set[str]
+    ) -> None:
+        """A chain's ``name`` changed: upsert it, or remove it unless a service holds it."""
+        layer = self._chains[type_url]
+        if name in layer:
+            upserts.append(layer[name])
+            return
+        owner = self._services.get(self._owner.get(name, ""))
+        if owner is None:
+            removals.add(name)
+            return
+        held = owner.clusters if type_url == CLUSTER else owner.endpoints
+        if name not in held:
+            removals.add(name)
 
     # ------------------------------------------------------------ internals
     def _connected_kinds(self) -> list[ClientKind]:
@@ -215,6 +300,11 @@ class GrpcVariant:
             if policy is not None:
                 texts.append(policy)
             self.warnings.update(service, kind, texts)
+
+
+def _plain(built: BuiltService, type_url: str) -> object:
+    """The service's own Envoy resource of ``type_url`` (a cluster, or its assignment)."""
+    return built.cluster if type_url == CLUSTER else built.load_assignment
 
 
 def _shared(

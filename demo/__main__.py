@@ -3,7 +3,8 @@
 Starts everything on loopback: ``consul agent -dev`` when ``consul`` is on PATH, else the
 project's Consul double. Registers an HTTP service (three instances) and a gRPC service through
 Consul's HTTP API, sends HTTP and gRPC requests through Envoy, moves traffic by deregistering an
-instance and reports the push latency the bridge measured. Then it keeps running until Ctrl-C
+instance, reports the push latency the bridge measured, then writes Consul config entries for a
+90/10 canary split and a header route to the canary. Then it keeps running until Ctrl-C
 (``--once``: exit after the walk-through, as the tests do).
 """
 
@@ -36,10 +37,15 @@ GRPC_METHOD = "/demo.Greeter/Hello"
 
 
 def port_or_free(preferred: int) -> int:
+    """``preferred`` when it is free, else any free port. ``CONSUL_XDS_DEMO_PORTS=any`` skips
+    the preferred ports altogether (the tests set it, so that two test runs on one machine never
+    race for 8500/18000/...)."""
+    if os.environ.get("CONSUL_XDS_DEMO_PORTS") == "any":
+        preferred = 0
     with socket.socket() as sock:
         try:
             sock.bind(("127.0.0.1", preferred))
-            return preferred
+            return int(sock.getsockname()[1])
         except OSError:
             sock.bind(("127.0.0.1", 0))
             return int(sock.getsockname()[1])
@@ -123,6 +129,13 @@ async def register(
         response.raise_for_status()
 
 
+async def write_entry(session: aiohttp.ClientSession, consul: str, entry: dict[str, Any]) -> None:
+    """``consul config write``: one config entry through ``PUT /v1/config``."""
+    async with session.put(f"{consul}/v1/config", json=entry) as response:
+        if response.status != 200:
+            raise RuntimeError(f"writing {entry['Kind']} {entry['Name']}: {await response.text()}")
+
+
 async def deregister(session: aiohttp.ClientSession, consul: str, instance: str) -> None:
     async with session.put(f"{consul}/v1/agent/service/deregister/{instance}") as response:
         response.raise_for_status()
@@ -154,11 +167,15 @@ def counted(seen: collections.Counter[str]) -> str:
     return ", ".join(f"{name} x{count}" for name, count in sorted(seen.items()))
 
 
-async def sample(session: aiohttp.ClientSession, port: int, host: str, n: int = 6) -> str:
+async def sample(
+    session: aiohttp.ClientSession, port: int, host: str, n: int = 6, **headers: str
+) -> str:
     seen: collections.Counter[str] = collections.Counter()
     for _ in range(n):
         try:
-            async with session.get(f"http://127.0.0.1:{port}/", headers={"Host": host}) as r:
+            url = f"http://127.0.0.1:{port}/"
+            sent = {"Host": host, **{k.replace("_", "-"): v for k, v in headers.items()}}
+            async with session.get(url, headers=sent) as r:
                 seen[(await r.text()).strip() if r.status == 200 else f"HTTP {r.status}"] += 1
         except aiohttp.ClientError as exc:
             seen[type(exc).__name__] += 1
@@ -197,6 +214,53 @@ async def push_latency(session: aiohttp.ClientSession, admin: str) -> str:
     return f"mean {total / count * 1000:.1f} ms over {int(count)} endpoint pushes"
 
 
+SUBSETS = {
+    "v1": {"Filter": "Service.Meta.version == v1"},
+    "v2": {"Filter": "Service.Meta.version == v2"},
+}
+
+
+async def until_answers(
+    session: aiohttp.ClientSession, ingress: int, expected: str, what: str, **headers: str
+) -> None:
+    """Wait (10 s at most) until 6 requests in a row get ``expected``."""
+    deadline = time.monotonic() + 10
+    while await sample(session, ingress, "web", 6, **headers) != expected:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not reach Envoy within 10 s")
+
+
+async def canary(
+    session: aiohttp.ClientSession, consul: str, ingress: int, backends: Backends
+) -> None:
+    """Step 4: a canary instance of web, then config entries: 90/10 split, header route."""
+    port = await backends.http("web-canary")
+    await register(session, consul, "web", "web-canary", port, version="v2")
+    deadline = time.monotonic() + 10
+    while "web-canary" not in await sample(session, ingress, "web", 6):
+        if time.monotonic() > deadline:
+            raise RuntimeError("web-canary did not get traffic within 10 s")
+    say("4. web-canary (meta version=v2) registered, then Consul config entries written:")
+    say("   service-defaults (http), service-resolver (subsets v1, v2 by meta version),")
+    say("   service-splitter (v1 90 %, v2 10 %), service-router (x-canary: yes → v2)")
+    started = time.perf_counter()
+    defaults = {"Kind": "service-defaults", "Name": "web", "Protocol": "http"}
+    await write_entry(session, consul, defaults)
+    resolver = {"Kind": "service-resolver", "Name": "web", "Subsets": SUBSETS}
+    await write_entry(session, consul, resolver)
+    split = [{"Weight": 90, "ServiceSubset": "v1"}, {"Weight": 10, "ServiceSubset": "v2"}]
+    await write_entry(session, consul, {"Kind": "service-splitter", "Name": "web", "Splits": split})
+    match = {"HTTP": {"Header": [{"Name": "x-canary", "Exact": "yes"}]}}
+    route = {"Match": match, "Destination": {"ServiceSubset": "v2"}}
+    await write_entry(session, consul, {"Kind": "service-router", "Name": "web", "Routes": [route]})
+    await until_answers(session, ingress, "web-canary x6", "the header route", x_canary="yes")
+    routed_ms = (time.perf_counter() - started) * 1000
+    say(f"   entries written → header route in traffic within {routed_ms:.0f} ms")
+    say(f"   HTTP (Host: web) x100:           {await sample(session, ingress, 'web', 100)}")
+    canary_only = await sample(session, ingress, "web", 6, x_canary="yes")
+    say(f"   with header x-canary: yes:       {canary_only}")
+
+
 async def start_process(*args: str, log: IO[str] | int) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(*args, stdout=log, stderr=log)
 
@@ -223,7 +287,8 @@ async def main(once: bool) -> int:
             aiohttp.ClientSession(timeout=timeout) as session,
         ):
             for name in ("web-1", "web-2", "web-3"):
-                await register(session, consul, "web", name, await backends.http(name))
+                port = await backends.http(name)
+                await register(session, consul, "web", name, port, version="v1")
             await register(
                 session, consul, "greeter", "greeter-1", await backends.grpc("greeter-1"),
                 **{"xds-protocol": "grpc"},
@@ -278,11 +343,14 @@ async def main(once: bool) -> int:
             say(f"2. deregistered web-2 → traffic moved within {moved_ms:.0f} ms")
             say(f"   HTTP through Envoy (Host: web):  {await sample(session, ingress, 'web')}")
             say(f"3. bridge-measured push latency: {await push_latency(session, admin)}")
+            await canary(session, consul, ingress, backends)
             say()
             say("Try next:")
             say(f"  curl -H 'Host: web' http://127.0.0.1:{ingress}/")
             say(f"  curl {admin}/debug/clients      # what each Envoy was sent and ACKed")
             say(f"  curl {admin}/metrics | grep consul_xds_")
+            say(f"  curl {admin}/debug/traffic      # config entries and compiled chains")
+            say(f"  curl -H 'Host: web' -H 'x-canary: yes' http://127.0.0.1:{ingress}/")
             say(f"  curl -X PUT {consul}/v1/agent/service/deregister/web-1")
             if once:
                 return 0

@@ -49,9 +49,15 @@ def node_key_by_metadata(field_name: str, fallback: NodeKeyFunc = node_key_by_id
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """An immutable mapping type URL → ResourceSet (types never set are empty)."""
+    """An immutable mapping type URL → ResourceSet (types never set are empty).
+
+    ``withheld`` types are not known yet for this key (e.g. its listeners could not be rendered
+    yet): streams send nothing of them, so a client keeps what it holds rather than being told
+    "none". Setting a type (:meth:`replace`) stops withholding it.
+    """
 
     resources: Mapping[str, ResourceSet] = field(default_factory=dict)
+    withheld: frozenset[str] = frozenset()
 
     @classmethod
     def of(cls, resources: Iterable[Resource]) -> Snapshot:
@@ -68,14 +74,22 @@ class Snapshot:
         return self.get(type_url).version
 
     def replace(self, resource_set: ResourceSet) -> Snapshot:
-        return Snapshot({**self.resources, resource_set.type_url: resource_set})
+        return Snapshot(
+            {**self.resources, resource_set.type_url: resource_set},
+            self.withheld - {resource_set.type_url},
+        )
 
     def changed_types(self, other: Snapshot | None) -> frozenset[str]:
-        """Types whose content differs between ``self`` and ``other``."""
-        types = set(self.resources) | set(other.resources if other else ())
+        """Types whose content (or whether they are withheld) differs between the two."""
+        types = set(self.resources) | set(other.resources if other else ()) | self.withheld
         if other is None:
             return frozenset(types)
-        return frozenset(t for t in types if self.version(t) != other.version(t))
+        types |= other.withheld
+        return frozenset(
+            t
+            for t in types
+            if self.version(t) != other.version(t) or (t in self.withheld) != (t in other.withheld)
+        )
 
 
 class KeyObserver(Protocol):

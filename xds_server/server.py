@@ -23,6 +23,7 @@ from envoy.service.route.v3 import rds_pb2_grpc
 from google.protobuf.message import DecodeError
 
 from .cache import ConfigWatcher
+from .csds import add_csds
 from .delta import DeltaStream
 from .resource import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from .sotw import SotwStream
@@ -252,15 +253,19 @@ class _Rds(rds_pb2_grpc.RouteDiscoveryServiceServicer):  # type: ignore[misc]
 
 
 def add_to_server(discovery: DiscoveryServer, server: grpc.aio.Server) -> None:
-    """Register ADS and the per-type discovery services of ``discovery`` on ``server``."""
+    """Register ADS, the per-type discovery services and CSDS of ``discovery`` on ``server``."""
     ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(_Ads(discovery), server)
     cds_pb2_grpc.add_ClusterDiscoveryServiceServicer_to_server(_Cds(discovery), server)
     eds_pb2_grpc.add_EndpointDiscoveryServiceServicer_to_server(_Eds(discovery), server)
     lds_pb2_grpc.add_ListenerDiscoveryServiceServicer_to_server(_Lds(discovery), server)
     rds_pb2_grpc.add_RouteDiscoveryServiceServicer_to_server(_Rds(discovery), server)
+    add_csds(discovery.registry, discovery.cache, server)
 
 
 DEFAULT_OPTIONS: Sequence[tuple[str, Any]] = (
+    # A port in use is an error, not shared: with SO_REUSEPORT (gRPC's default on Linux) a
+    # second server on the port would silently take half of the new connections.
+    ("grpc.so_reuseport", 0),
     ("grpc.max_receive_message_length", 4 * 1024 * 1024),
     ("grpc.max_send_message_length", 256 * 1024 * 1024),
     ("grpc.keepalive_time_ms", 30_000),

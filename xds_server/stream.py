@@ -28,7 +28,7 @@ import grpc
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import base_pb2
 
-from .cache import ConfigWatcher
+from .cache import ConfigWatcher, Snapshot
 from .resource import (
     ADS_ORDER,
     CLUSTER,
@@ -189,9 +189,11 @@ class XdsStream(ABC, Generic[SubT, PlanT]):
             sub = self._subs.get(type_url)
             if sub is None or not sub.active or not sub.dirty or sub.awaiting:
                 continue
+            if type_url in snapshot.withheld:  # not known yet: the client keeps what it has
+                continue
             available = snapshot.get(type_url)
             plan = self._plan(sub, available)
-            if type_url == CLUSTER and plan.removes and self._route_updates_pending():
+            if type_url == CLUSTER and plan.removes and self._route_updates_pending(snapshot):
                 # Routes that may still point at the removed clusters go first; CDS stays dirty
                 # and is reconsidered when the LDS/RDS responses are answered.
                 continue
@@ -229,15 +231,8 @@ class XdsStream(ABC, Generic[SubT, PlanT]):
         assert self.info is not None
         sub.awaiting = False
         version = sub.version or ""
-        if request.HasField("error_detail"):
+        if request.HasField("error_detail"):  # logged by the registry's observers
             self.registry.nacked(self.info, sub.type_url, version, request.error_detail.message)
-            log.warning(
-                "node %r rejected %s version %s: %s",
-                self.info.node_id,
-                SHORT_NAMES[sub.type_url],
-                version,
-                request.error_detail.message,
-            )
         else:
             self.registry.acked(self.info, sub.type_url, version, request.response_nonce)
 
@@ -259,7 +254,7 @@ class XdsStream(ABC, Generic[SubT, PlanT]):
         sub.awaiting = True
         self._resend_dependents(sub.type_url, changed)
         origins = [r.origin_time for r in changed if r.origin_time is not None]
-        self.registry.sent(self.info, sub.type_url, version, nonce, count, origins)
+        self.registry.sent(self.info, sub.type_url, version, nonce, count, origins, sub.held)
         return nonce
 
     # -------------------------------------------------------------- internals
@@ -311,10 +306,12 @@ class XdsStream(ABC, Generic[SubT, PlanT]):
                     f"{self.limits.max_name_length}",
                 )
 
-    def _route_updates_pending(self) -> bool:
+    def _route_updates_pending(self, snapshot: Snapshot) -> bool:
         for type_url in (LISTENER, ROUTE):
             sub = self._subs.get(type_url)
-            if sub is not None and (sub.awaiting or (sub.dirty and sub.active)):
+            if sub is None or (type_url in snapshot.withheld and not sub.awaiting):
+                continue
+            if sub.awaiting or (sub.dirty and sub.active):
                 return True
         return False
 

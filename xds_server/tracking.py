@@ -15,6 +15,8 @@ from typing import Protocol
 
 from envoy.config.core.v3 import base_pb2
 
+from .resource import FULL_STATE_TYPES
+
 log = logging.getLogger(__name__)
 
 
@@ -23,11 +25,14 @@ class Nack:
     version: str
     message: str
     time: float  # wall-clock seconds, for display
+    #: the resources whose new version (or removal: "") the client rejected, name → version
+    resources: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
 class TypeState:
-    """Per stream and type: the latest response sent, accepted and rejected."""
+    """Per stream and type: the latest response sent, accepted and rejected, and per resource
+    what the client holds (``acked``) and what it was offered and has not answered yet."""
 
     version_sent: str | None = None
     version_acked: str | None = None
@@ -35,6 +40,53 @@ class TypeState:
     last_nack: Nack | None = None
     subscribed: list[str] = field(default_factory=list)
     wildcard: bool = False
+    #: name → version the client accepted, and since when (wall clock)
+    acked: dict[str, str] = field(default_factory=dict)
+    acked_at: dict[str, float] = field(default_factory=dict)
+    #: name → version the client holds once it accepts the response awaiting an answer
+    offered: dict[str, str] | None = None
+    sent_at: float | None = None  # wall clock of the response awaiting an answer
+    #: name → version the client rejected (and does not hold), until a later one supersedes it
+    rejected: dict[str, str] = field(default_factory=dict)
+
+    def offer(self, holds: Mapping[str, str], now: float) -> None:
+        """A response was sent: the client holds ``holds`` if it accepts it."""
+        self.offered = dict(holds)
+        self.sent_at = now
+
+    def accept(self, now: float, resends_all: bool) -> None:
+        """The response was ACKed. A version the client rejected before is held only when it
+        was sent again (``resends_all``: SotW CDS/LDS send every resource each time); the
+        server never re-sends a rejected version otherwise."""
+        if self.offered is None:
+            return
+        holds, self.offered, self.sent_at = self.offered, None, None
+        for name, bad in list(self.rejected.items()):
+            if holds.get(name) != bad or resends_all:
+                del self.rejected[name]  # superseded, or accepted this time
+                continue
+            previous = self.acked.get(name)
+            if previous is None:
+                del holds[name]
+            else:
+                holds[name] = previous
+        old = self.acked
+        self.acked = holds
+        self.acked_at = {
+            name: now if old.get(name) != version else self.acked_at.get(name, now)
+            for name, version in holds.items()
+        }
+
+    def reject(self) -> dict[str, str]:
+        """The response was NACKed: what it changed is rejected (returned; a removal has an
+        empty version); the client keeps what it had."""
+        if self.offered is None:
+            return {}
+        offered, self.offered, self.sent_at = self.offered, None, None
+        rejected = {n: v for n, v in offered.items() if self.acked.get(n) != v}
+        rejected.update((name, "") for name in self.acked if name not in offered)
+        self.rejected.update(rejected)
+        return rejected
 
 
 @dataclass(slots=True)
@@ -56,6 +108,11 @@ class StreamInfo:
     @property
     def node_cluster(self) -> str:
         return str(self.node.cluster)
+
+    @property
+    def delta(self) -> bool:
+        """Incremental xDS (a response carries only what changed)."""
+        return self.method.startswith("Delta")
 
     @property
     def user_agent(self) -> str:
@@ -167,19 +224,27 @@ class ClientRegistry:
         nonce: str,
         resources: int,
         origin_times: Iterable[float] = (),
+        holds: Mapping[str, str] | None = None,
     ) -> None:
+        """``holds``: name → version the client holds once it accepts this response."""
         state = info.state(type_url)
         state.version_sent = version
         state.resources_sent = resources
+        if holds is not None:
+            state.offer(holds, time.time())
         self._emit("response_sent", info, type_url, version, nonce, resources, tuple(origin_times))
 
     def acked(self, info: StreamInfo, type_url: str, version: str, nonce: str) -> None:
-        info.state(type_url).version_acked = version
+        state = info.state(type_url)
+        state.version_acked = version
+        state.accept(time.time(), resends_all=type_url in FULL_STATE_TYPES and not info.delta)
         self._emit("acked", info, type_url, version, nonce)
 
     def nacked(self, info: StreamInfo, type_url: str, version: str, message: str) -> None:
-        nack = Nack(version=version, message=message, time=time.time())
-        info.state(type_url).last_nack = nack
+        state = info.state(type_url)
+        rejected = state.reject()
+        nack = Nack(version=version, message=message, time=time.time(), resources=rejected)
+        state.last_nack = nack
         self._emit("nacked", info, type_url, nack)
 
     def _emit(self, hook: str, *args: object) -> None:

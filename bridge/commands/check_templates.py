@@ -1,5 +1,7 @@
-"""``check-templates``: render every template set against sample data, and validate the result
-with ``envoy --mode validate`` when an Envoy binary is available. Problems are printed, not logged.
+"""``check-templates``: render every template set against sample data (with the settings
+``serve`` would use: ``templates.vars``, ``templates.rules``, ``templates.default_set``), and
+validate the result with ``envoy --mode validate`` when an Envoy binary is available. Problems
+are printed, not logged.
 """
 
 from __future__ import annotations
@@ -15,86 +17,25 @@ from pathlib import Path
 from typing import Any
 
 from envoy.config.cluster.v3 import cluster_pb2
-from envoy.config.core.v3 import base_pb2
 from google.protobuf import json_format
 
 from xds_server.resource import Resource
 
-from ..catalog import Catalog, ServiceUpdate
-from ..model import Check, Instance
+from ..catalog import Catalog
+from ..config import Config
 from ..resources import BuildSettings, build_service
 from ..templating import (
     BUNDLED_DIR,
     Rule,
-    ServiceContexts,
     TemplateError,
     TemplateSet,
     TemplateSets,
-    node_context,
     node_error,
+    parse_rules,
     precheck,
-    render_set,
-    template_context,
+    sample_catalog,
+    sample_renders,
 )
-
-
-def _instance(service: str, n: int, dc: str, port: int, **meta: str) -> Instance:
-    return Instance(
-        service=service,
-        id=f"{service}-{n}",
-        node=f"node{n}",
-        datacenter=dc,
-        address=f"10.0.0.{n}",
-        port=port,
-        meta=tuple(sorted(meta.items())),
-        checks=(Check("serfHealth", "Serf", "passing", ""),),
-    )
-
-
-def sample_catalog() -> Catalog:
-    """A small catalog: an HTTP service in two datacenters and a gRPC service."""
-    catalog = Catalog(["dc1", "dc2"])
-    catalog.apply(
-        [
-            ServiceUpdate(
-                "web", "dc1", (_instance("web", 1, "dc1", 8080), _instance("web", 2, "dc1", 8080))
-            ),
-            ServiceUpdate("web", "dc2", (_instance("web", 3, "dc2", 8080),)),
-            ServiceUpdate(
-                "greeter",
-                "dc1",
-                (_instance("greeter", 4, "dc1", 50051, **{"xds-protocol": "grpc"}),),
-            ),
-        ]
-    )
-    return catalog
-
-
-def sample_nodes() -> list[base_pb2.Node]:
-    envoy = base_pb2.Node(id="sample-envoy", cluster="sample", user_agent_name="envoy")
-    grpc_client = base_pb2.Node(id="sample-grpc", cluster="sample", user_agent_name="gRPC Python")
-    return [envoy, grpc_client]
-
-
-def _sample_nodes_for_set(rules: Sequence[Rule], set_name: str) -> list[base_pb2.Node]:
-    """Sample nodes, with the identity of a rule's literal patterns where that is possible."""
-    nodes = sample_nodes()
-    for rule in rules:
-        if rule.template_set != set_name:
-            continue
-        for node in nodes:
-            for key, pattern in rule.conditions:
-                literal = pattern.text.replace("*", "x").replace("?", "x")
-                if pattern.text.startswith("re:") or not pattern.matches(literal):
-                    continue
-                if key == "node_id":
-                    node.id = literal
-                elif key == "node_cluster":
-                    node.cluster = literal
-                else:
-                    node.metadata.fields[key[len("metadata.") :]].string_value = literal
-        break
-    return nodes
 
 
 def _static_bootstrap(resources: Sequence[Resource], catalog: Catalog) -> dict[str, Any]:
@@ -166,36 +107,54 @@ def validate_with_envoy(envoy: str, bootstrap: Mapping[str, Any]) -> str | None:
 
 
 def check_set(
-    tset: TemplateSet, catalog: Catalog, envoy: str | None, rules: Sequence[Rule] = ()
+    tset: TemplateSet,
+    catalog: Catalog,
+    envoy: str | None,
+    rules: Sequence[Rule] = (),
+    variables: Mapping[str, Any] | None = None,
 ) -> list[str]:
     """Problems of one set against the sample catalog (empty: the set is good). ``rules`` give
-    the sample nodes the identity a rule choosing this set matches, where that is possible."""
+    the sample nodes the identity a rule choosing this set matches, where that is possible;
+    ``variables`` are the templates' ``vars`` (``templates.vars``)."""
     problems = precheck(tset)
     if problems:
         return problems
-    services = ServiceContexts(BuildSettings())
-    services.update(catalog.views())
-    for node in _sample_nodes_for_set(rules, tset.name):
-        context = template_context(node_context(node), services.services, {})
-        try:
-            resources = render_set(tset, context, (s.cluster for s in services.services))
-        except TemplateError as exc:
-            problems.append(node_error(str(exc), node, f"check:{node.id}"))
+    for node, result in sample_renders(tset, catalog, rules, variables):
+        if isinstance(result, TemplateError):
+            problems.append(node_error(str(result), node, f"check:{node.id}"))
             continue
         if envoy is not None and node.user_agent_name == "envoy":
-            complaint = validate_with_envoy(envoy, _static_bootstrap(resources, catalog))
+            complaint = validate_with_envoy(envoy, _static_bootstrap(result, catalog))
             if complaint:
                 problems.append(f"template set {tset.name!r} (node {node.id!r}): {complaint}")
     return problems
 
 
-def main_check_templates(directory: str | None) -> int:
-    """``check-templates``: check every set of ``directory`` (default: the bundled sets);
-    0 when all are good."""
-    root = Path(directory) if directory else BUNDLED_DIR
+def _selection_problems(config: Config, sets: Mapping[str, TemplateSet]) -> list[str]:
+    """The default set and the sets rules choose must exist."""
+    problems = []
+    default = config["templates.default_set"]
+    if default not in sets:
+        problems.append(f"templates.default_set: template set {default!r} does not exist")
+    for rule in parse_rules(config["templates.rules"]):
+        if rule.template_set not in sets:
+            problems.append(f"templates.rules: template set {rule.template_set!r} does not exist")
+    return sorted(set(problems))
+
+
+def main_check_templates(config: Config) -> int:
+    """``check-templates``: check every set of ``templates.dir`` (default: the bundled sets)
+    with the settings ``serve`` would use (rules, vars, default set); 0 when all are good,
+    1 when a set fails, 2 when the settings themselves are wrong."""
+    try:
+        rules = parse_rules(config["templates.rules"])
+    except ValueError as exc:
+        print(f"config error: templates.rules: {exc}", file=sys.stderr)
+        return 2
+    root = Path(config["templates.dir"]) if config["templates.dir"] else BUNDLED_DIR
     sets = TemplateSets(root)
     sets.reload()
-    if not sets.by_name:
+    if not sets.by_name and not sets.read_errors:
         print(f"no template sets in {root}", file=sys.stderr)
         return 1
     envoy = envoy_binary()
@@ -203,8 +162,11 @@ def main_check_templates(directory: str | None) -> int:
         print("note: no envoy binary found; skipping envoy --mode validate")
     catalog = sample_catalog()
     failed = False
+    for name, problem in sorted(sets.read_errors.items()):
+        failed = True
+        print(f"{name}: FAILED\n  {problem}")
     for name, tset in sorted(sets.by_name.items()):
-        problems = check_set(tset, catalog, envoy)
+        problems = check_set(tset, catalog, envoy, rules, config["templates.vars"])
         if problems:
             failed = True
             print(f"{name}: FAILED")
@@ -212,4 +174,7 @@ def main_check_templates(directory: str | None) -> int:
                 print(f"  {problem}")
         else:
             print(f"{name}: OK" + (" (envoy --mode validate passed)" if envoy else ""))
+    for problem in _selection_problems(config, sets.by_name):
+        failed = True
+        print(problem)
     return 1 if failed else 0

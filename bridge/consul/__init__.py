@@ -6,6 +6,9 @@ module                    job
 ``client``                the one HTTP client (session, connection cap, TLS, token header)
 ``retry``                 backoff, early end of backoffs when Consul is back, failure state
 ``blocking``              one blocking query: index rules, spacing, change detection
+``resets``                index resets of a datacenter: every watch reads again from index 0
+``probe``                 one cheap read per datacenter and second: reachable? index reset?
+``guard``                 the mass-removal guard between the watches and the publisher
 ``services``              the selection and what was last read of each service
 ``strategy``              the interface of the two watch strategies and the rule picking one
 ``per_service``           one blocking watch per service
@@ -13,6 +16,8 @@ module                    job
 ``datacenter``            one datacenter: catalog watch, selection, its strategy
 ``supervise``             watch tasks restarted (with backoff) after a crash
 ``watcher``               the orchestrator: datacenters, connection budget, readiness
+``readiness``             what ``/readyz`` says about the datacenters
+``collector``             the datacenters' Prometheus metrics
 ========================  ==================================================================
 """
 

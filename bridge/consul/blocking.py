@@ -8,21 +8,22 @@ read is immediate again; an index below 1 is used as 1, so a server that answers
 the loop into a busy loop. An unchanged index or an unchanged body is not a change. Calls are
 spaced by ``min_interval`` and errors are retried forever (:class:`~.retry.Retrier`), keeping
 the last known state: an error never produces a change.
+
+An index going backwards is a reset of the whole datacenter (:mod:`.resets`): the query reports
+it, and every query of the datacenter -- this one included -- reads again without an index.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..consul_settings import ConsulSettings
 from .client import Client, ConsulError, ConsulResponse
+from .resets import IndexResets, Interrupted
 from .retry import Recovery, Retrier, WatchStatus
-
-log = logging.getLogger(__name__)
 
 Validator = Callable[[Any], str | None]
 
@@ -52,6 +53,7 @@ class WatchContext:
     observe: Callable[[ConsulResponse], None]  # sees every response (header warnings)
     datacenter: str
     dc_param: str | None  # ``?dc=``; None for the local datacenter
+    resets: IndexResets = field(default_factory=IndexResets)
 
     def params(self, extra: Mapping[str, str] | None = None) -> dict[str, Any]:
         params: dict[str, Any] = dict(extra or {})
@@ -84,6 +86,7 @@ class BlockingQuery:
         self.index = 0
         self.body: Any = None
         self.has_body = False
+        self._generation = context.resets.generation
 
     @property
     def status(self) -> WatchStatus:
@@ -97,7 +100,10 @@ class BlockingQuery:
         return params
 
     async def _once(self) -> ConsulResponse:
-        resp = await self.context.client.get_json(self.path, self.params())
+        resets = self.context.resets
+        if self._generation != resets.generation:  # the datacenter's indexes were reset
+            self._generation, self.index = resets.generation, 0
+        resp = await resets.interruptible(self.context.client.get_json(self.path, self.params()))
         self.context.observe(resp)
         problem = self.validate(resp.body)
         if problem is not None:
@@ -106,29 +112,31 @@ class BlockingQuery:
 
     async def fetch(self) -> ConsulResponse:
         """One successful response (retrying errors forever); moves the index on."""
-        resp = await self.retrier.call(self._once)
+        while True:
+            try:
+                resp = await self.retrier.call(self._once)
+            except Interrupted:  # a reset cut the read short: read again from index 0
+                continue
+            break
         previous, self.index = self.index, next_index(self.index, resp.index)
-        if self.index == 0:
-            log.info(
-                "Consul index of %s (dc %s) went backwards (%d → %d): resetting",
-                self.path,
-                self.context.datacenter,
-                previous,
-                resp.index,
-            )
         self.status.index = resp.index
+        if self.index == 0:
+            self.context.resets.went_backwards(self.path, previous, resp.index)
         return resp
 
     async def next_change(self, index_bumps: bool = False) -> tuple[ConsulResponse, bool]:
         """Wait for the next change → (response, body changed).
 
-        An unchanged index is never a change. An index change with an unchanged body is one
-        only when ``index_bumps`` is set (the body-changed flag is then False).
+        An unchanged index is never a change -- unless an index reset came between the two
+        reads (the restored state may reuse the old number for other content). An index change
+        with an unchanged body is one only when ``index_bumps`` is set (the body-changed flag
+        is then False).
         """
         while True:
-            previous = self.index
+            previous, generation = self.index, self._generation
             resp = await self.fetch()
-            if self.has_body and previous >= 1 and resp.index == previous:
+            same_state = generation == self._generation
+            if self.has_body and previous >= 1 and resp.index == previous and same_state:
                 continue
             body_changed = not self.has_body or resp.body != self.body
             self.body, self.has_body = resp.body, True

@@ -26,11 +26,12 @@ from urllib.parse import quote, urlencode
 import aiohttp
 from yarl import URL
 
+from ..consul_errors import NOT_CONSUL, consul_shape_problem, describe_consul_error
 from ..consul_settings import ConsulSettings
 from ..secret_guard import redact, refused_redirect
 
 Params = Mapping[str, Any] | Sequence[tuple[str, Any]]
-OutcomeHook = Callable[[str], None]
+OutcomeHook = Callable[[str, str], None]  # (outcome, datacenter; "" for the local one)
 ConnectionsHook = Callable[[int], None]
 
 
@@ -134,7 +135,7 @@ class ConsulClient:
         ssl_context: Callable[[], ssl.SSLContext | None] | None = None,
         scrub: Callable[[str], str] | None = None,
     ) -> None:
-        """``on_request(outcome)`` is called once per request (``ok`` or the error kind);
+        """``on_request(outcome, dc)`` is called once per request (``ok`` or the error kind);
         ``on_connections(n)`` whenever the number of connections held by requests changes;
         ``ssl_context()`` gives the TLS context for new connections (default: one built from
         ``settings`` once); ``scrub(text)`` redacts error texts (default: the token)."""
@@ -189,9 +190,9 @@ class ConsulClient:
         if self.on_connections is not None:
             self.on_connections(value)
 
-    def _report(self, outcome: str) -> None:
+    def _report(self, outcome: str, params: Params | None) -> None:
         if self.on_request is not None:
-            self.on_request(outcome)
+            self.on_request(outcome, _dc(params))
 
     async def close(self) -> None:
         if self._session is not None and not self._session.closed:
@@ -226,11 +227,12 @@ class ConsulClient:
             ) as resp:
                 return resp.status, resp.headers, await resp.read()
         except TimeoutError:
-            self._report("timeout")
+            self._report("timeout", params)
             raise ConsulError("timeout", f"GET {path}: timed out") from None
         except (aiohttp.ClientError, OSError) as exc:
-            self._report("connection")
-            raise ConsulError("connection", self._scrub(f"GET {path}: {exc!r}")[:200]) from None
+            self._report("connection", params)
+            text = describe_consul_error(exc, _dc(params), path)
+            raise ConsulError("connection", self._scrub(text)) from None
         finally:
             if holder.get("held"):
                 self._set_in_use(self._in_use - 1)
@@ -250,25 +252,36 @@ class ConsulClient:
         received_at = time.monotonic()
         redirect = refused_redirect("GET", path, status, headers.get("Location"))
         if redirect is not None:
-            self._report("redirect")
+            self._report("redirect", params)
             raise ConsulError("redirect", self._scrub(redirect), status)
         if status != 200:
             kind = error_kind(status)
-            self._report(kind)
+            self._report(kind, params)
             text = self._scrub(raw.decode("utf-8", "replace").strip())
             raise ConsulError(kind, f"GET {path}: HTTP {status}: {text:.200}", status)
         index = _index(headers)
         if known_index > 0 and index == known_index:
-            self._report("ok")
+            self._report("ok", params)
             return ConsulResponse(status, index, None, headers, received_at, unchanged=True)
         try:
             body = json.loads(raw)
         except ValueError:
-            self._report("invalid_json")
+            self._report("invalid_json", params)
             text = self._scrub(f"{raw!r}")
-            raise ConsulError("invalid_json", f"GET {path}: invalid JSON: {text:.80}") from None
-        self._report("ok")
+            not_json = f"{NOT_CONSUL}: the answer is not JSON ({text:.80})"
+            raise ConsulError("invalid_json", f"GET {path}: {not_json}") from None
+        shape = consul_shape_problem(path, body)
+        if shape is not None:
+            self._report("invalid_json", params)
+            raise ConsulError("invalid_json", f"GET {path}: {shape}")
+        self._report("ok", params)
         return ConsulResponse(status, index, body, headers, received_at)
+
+
+def _dc(params: Params | None) -> str:
+    """The ``?dc=`` of a request ("" for the local datacenter)."""
+    pairs = params.items() if isinstance(params, Mapping) else (params or ())
+    return next((str(value) for key, value in pairs if key == "dc" and value), "")
 
 
 def _index(headers: Mapping[str, str]) -> int:

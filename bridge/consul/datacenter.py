@@ -2,7 +2,9 @@
 
 A blocking ``/v1/catalog/services`` watch gives the selected service names; the strategy --
 per-service while ``selected <= budget - 2``, global beyond, with 10 % hysteresis -- is chosen
-here and replaced when the catalog grows or shrinks past the budget.
+here and replaced when the catalog grows or shrinks past the budget. Each read is delivered as
+one batch (a catalog read removing many services is one batch), so that the mass-removal guard
+(:mod:`.guard`) judges what one Consul response would remove.
 """
 
 from __future__ import annotations
@@ -27,9 +29,10 @@ class Datacenter:
     """The watches of one datacenter and the last state delivered for it."""
 
     def __init__(
-        self, context: WatchContext, budget: int, deliver: Callable[[ServiceUpdate], None]
+        self, context: WatchContext, budget: int, deliver: Callable[[list[ServiceUpdate]], None]
     ) -> None:
-        """``budget``: the connections this datacenter may hold; ``deliver`` gets each update."""
+        """``budget``: the connections this datacenter may hold; ``deliver`` gets the updates
+        of each read."""
         self.context = context
         self.name = context.datacenter
         self.budget = budget
@@ -47,6 +50,12 @@ class Datacenter:
 
     def statuses(self) -> list[WatchStatus]:
         return [self.catalog.status, *self._strategy.statuses()]
+
+    def index_reset(self) -> None:
+        """The datacenter's indexes went backwards (the blocking watches already read again
+        from 0): what was read is re-read too, not skipped for carrying a known index."""
+        self.table.forget_indexes()
+        self._strategy.catalog_moved()
 
     def _strategy_for(self, mode: str) -> WatchStrategy:
         if mode == GLOBAL:
@@ -88,10 +97,10 @@ class Datacenter:
         added = [n for n in selected if n not in previous]
         retagged = [n for n in selected if n in previous and previous[n] != selected[n]]
         self.table.expect(added, removed)
-        for name in removed:
-            update = self.table.forget(name, resp.received_at)
-            if update is not None:
-                self._deliver(update)
+        forgotten = [self.table.forget(name, resp.received_at) for name in removed]
+        gone = [update for update in forgotten if update is not None]
+        if gone:
+            self._deliver(gone)
         mode = choose_mode(self.mode, len(selected), self.capacity)
         if mode != self.mode:
             log.info(
@@ -109,7 +118,7 @@ class Datacenter:
     def _read(self, name: str, resp: ConsulResponse) -> bool:
         update = self.table.read(name, resp)
         if update is not None:
-            self._deliver(update)
+            self._deliver([update])
         self._check_ready()
         return update is not None
 

@@ -82,10 +82,12 @@ class Recovery:
     """Ends every watch's backoff as soon as Consul answers again.
 
     Backoff grows to ``backoff_max`` (a minute) during a long outage; without this, changes made
-    just after Consul came back would wait that long. Any successful call, or the watcher's
-    prober (one cheap ``/v1/status/leader`` read every ``RECOVERY_PROBE_INTERVAL`` while
-    anything is backing off), wakes every sleeping retry; they retry within
-    ``RECOVERY_SPREAD`` seconds of each other rather than all at once.
+    just after Consul came back would wait that long. Any successful call, or a prober (the
+    watcher's ``/v1/status/leader`` read every ``RECOVERY_PROBE_INTERVAL`` while anything is
+    backing off, and each datacenter's :mod:`.probe`), wakes every sleeping retry; they retry
+    within ``RECOVERY_SPREAD`` seconds of each other rather than all at once. The agent and the
+    local datacenter share one; each failover datacenter has its own, so that the local one
+    answering does not end the backoff of a datacenter that cannot be reached.
     """
 
     def __init__(self) -> None:

@@ -50,6 +50,10 @@ class ServiceTable:
         """The ``X-Consul-Index`` of the last read of ``name`` (0: none)."""
         return self._read_index.get(name, 0) if name in self.instances else 0
 
+    def forget_indexes(self) -> None:
+        """After an index reset the known indexes mean nothing: the next reads are decoded."""
+        self._read_index.clear()
+
     def services_on_node(self, node: str) -> set[str]:
         return self._by_node.get(node, set())
 

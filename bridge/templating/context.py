@@ -12,7 +12,7 @@ import collections
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from envoy.config.core.v3 import base_pb2, health_check_pb2
 from google.protobuf import json_format
@@ -83,6 +83,19 @@ def node_context(node: base_pb2.Node) -> NodeContext:
 
 
 # ---------------------------------------------------------------- services
+class ChainRoutes(Protocol):
+    """A service's compiled discovery chain, as templates use it (``bridge.chains.RouteView``)."""
+
+    @property
+    def routes_json(self) -> str: ...
+    @property
+    def grpc_routes_json(self) -> str: ...
+    @property
+    def clusters(self) -> tuple[str, ...]: ...
+    @property
+    def chain_json(self) -> str: ...
+
+
 @dataclass(frozen=True, slots=True)
 class ServiceContext:
     """One Consul service, as templates see it (``svc.name``, ``svc.cluster``, ``svc.protocol``…).
@@ -91,6 +104,10 @@ class ServiceContext:
     ``datacenters`` lists the datacenters where the service has instances, in failover order;
     ``healthy`` counts the instances that receive traffic, ``total`` all of them, and ``ports``
     the distinct instance ports (sorted).
+
+    A service whose Consul config entries make a (non-default) discovery chain has ``routes``
+    and ``grpc_routes`` (Envoy route JSON for Envoys and for proxyless gRPC clients), ``chain``
+    (a summary) and, in ``clusters``, every cluster those routes use.
     """
 
     name: str
@@ -102,10 +119,34 @@ class ServiceContext:
     healthy: int
     total: int
     ports: tuple[int, ...]
+    routes_json: str = ""  # "" when the service has no chain of its own
+    grpc_routes_json: str = ""
+    chain_clusters: tuple[str, ...] = ()
+    chain_json: str = ""
 
     @property
     def meta(self) -> dict[str, str]:
         return dict(self.meta_items)
+
+    @property
+    def routes(self) -> list[dict[str, Any]]:
+        """The chain's routes for Envoys (first match first), or [] without a chain."""
+        return list(json.loads(self.routes_json)) if self.routes_json else []
+
+    @property
+    def grpc_routes(self) -> list[dict[str, Any]]:
+        """The chain's routes for proxyless gRPC clients, or [] without a chain."""
+        return list(json.loads(self.grpc_routes_json)) if self.grpc_routes_json else []
+
+    @property
+    def chain(self) -> dict[str, Any] | None:
+        """The chain in a few words (protocol, routes with cluster weights, clusters)."""
+        return dict(json.loads(self.chain_json)) if self.chain_json else None
+
+    @property
+    def clusters(self) -> tuple[str, ...]:
+        """The service's cluster and every cluster its chain's routes use."""
+        return (self.cluster, *(c for c in self.chain_clusters if c != self.cluster))
 
     @property
     def is_grpc(self) -> bool:
@@ -115,7 +156,8 @@ class ServiceContext:
     def key_part(self, volatile: tuple[str, ...]) -> tuple[Any, ...]:
         """The fields a render may depend on: all stable ones and the ``volatile`` ones named."""
         stable = (self.name, self.cluster, self.protocol, self.tags, self.meta_items)
-        return (*stable, self.datacenters, *(getattr(self, name) for name in volatile))
+        chain = (self.routes_json, self.grpc_routes_json, self.chain_json)
+        return (*stable, *chain, self.datacenters, *(getattr(self, name) for name in volatile))
 
 
 def agreed_meta(instances: Iterable[Instance]) -> tuple[tuple[str, str], ...]:
@@ -130,7 +172,9 @@ def agreed_meta(instances: Iterable[Instance]) -> tuple[tuple[str, str], ...]:
     )
 
 
-def service_context(view: ServiceView, settings: BuildSettings) -> ServiceContext:
+def service_context(
+    view: ServiceView, settings: BuildSettings, chain: ChainRoutes | None = None
+) -> ServiceContext:
     instances = list(view.all_instances())
     options, _warnings = service_options(view, settings)  # warnings: logged by the publisher
     healthy = sum(
@@ -146,6 +190,10 @@ def service_context(view: ServiceView, settings: BuildSettings) -> ServiceContex
         healthy=healthy,
         total=len(instances),
         ports=tuple(sorted({i.port for i in instances if i.port})),
+        routes_json=chain.routes_json if chain is not None else "",
+        grpc_routes_json=chain.grpc_routes_json if chain is not None else "",
+        chain_clusters=chain.clusters if chain is not None else (),
+        chain_json=chain.chain_json if chain is not None else "",
     )
 
 
@@ -158,24 +206,30 @@ class ServiceContexts:
 
     def __init__(self, settings: BuildSettings) -> None:
         self.settings = settings
-        self._memo: dict[str, tuple[tuple[tuple[str, int], ...], ServiceView, ServiceContext]] = {}
+        self._memo: dict[str, tuple[tuple[Any, ...], ServiceView, ServiceContext]] = {}
         self.services: tuple[ServiceContext, ...] = ()
         self._tokens: dict[tuple[Any, ...], int] = {}
         self._current: dict[tuple[str, ...], int] = {}
         self._next_token = 0
 
-    def update(self, views: Sequence[ServiceView]) -> None:
-        """Bring the contexts in line with ``views`` (cheap when nothing changed)."""
+    def update(
+        self, views: Sequence[ServiceView], chains: Mapping[str, ChainRoutes] | None = None
+    ) -> None:
+        """Bring the contexts in line with ``views`` and the services' compiled ``chains``
+        (cheap when nothing changed)."""
         services: list[ServiceContext] = []
-        memo: dict[str, tuple[tuple[tuple[str, int], ...], ServiceView, ServiceContext]] = {}
+        memo: dict[str, tuple[tuple[Any, ...], ServiceView, ServiceContext]] = {}
         for view in views:
             # Catalog views share the instance tuples of unchanged services: identity suffices.
-            identity = tuple((dc, id(view.instances.get(dc, ()))) for dc in view.datacenters)
+            chain = chains.get(view.name) if chains is not None else None
+            instances = tuple((dc, id(view.instances.get(dc, ()))) for dc in view.datacenters)
+            identity = (*instances, chain)
             old = self._memo.get(view.name)
             if old is not None and old[0] == identity:
                 memo[view.name] = (identity, view, old[2])
             else:
-                memo[view.name] = (identity, view, service_context(view, self.settings))
+                context = service_context(view, self.settings, chain)
+                memo[view.name] = (identity, view, context)
             services.append(memo[view.name][2])
         self._memo = memo  # holding the views keeps the identities above from being reused
         new = tuple(services)

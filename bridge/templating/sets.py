@@ -14,7 +14,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import jinja2
 import jinja2.sandbox
@@ -132,13 +132,38 @@ def set_directories(root: Path) -> dict[str, Path]:
     }
 
 
+class EditGate(Protocol):
+    """Decides whether a set's new files replace the loaded ones now (see :mod:`.settling`)."""
+
+    def admit(self, current: TemplateSet | None, fresh: TemplateSet) -> bool:
+        """True: apply ``fresh`` now; False: keep ``current`` and read the files again later."""
+        ...
+
+    def forget(self, name: str) -> None:
+        """The set is as loaded (or gone): drop what is pending for it."""
+        ...
+
+
+class _AdmitAll:
+    def admit(self, current: TemplateSet | None, fresh: TemplateSet) -> bool:
+        return True
+
+    def forget(self, name: str) -> None:
+        pass
+
+
 class TemplateSets:
     """The sets under one directory, re-read on demand; a set whose files changed gets a new
-    ``generation`` (so renders cached for the old files are never served again)."""
+    ``generation`` (so renders cached for the old files are never served again). ``gate``
+    decides when an edit is applied (default: at once)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, gate: EditGate | None = None) -> None:
         self.directory = directory
         self.by_name: dict[str, TemplateSet] = {}
+        #: Sets whose files could not be read at the latest reload → why (they keep their
+        #: previous files, if any).
+        self.read_errors: dict[str, str] = {}
+        self._gate = gate or _AdmitAll()
         self._generation = 0
 
     def reload(self) -> list[str]:
@@ -148,15 +173,20 @@ class TemplateSets:
         for name in list(self.by_name):
             if name not in found:
                 del self.by_name[name]
+                self._gate.forget(name)
                 changed.append(name)
+        self.read_errors = {}
         for name, directory in found.items():
             try:
                 current = self.by_name.get(name)
                 fresh = read_set(name, directory, self._generation + 1)
             except (OSError, UnicodeDecodeError) as exc:
-                log.error("template set %r: cannot read %s: %s", name, directory, exc)
+                self.read_errors[name] = f"cannot read {directory}: {exc}"
                 continue
             if current is not None and current.sources == fresh.sources:
+                self._gate.forget(name)
+                continue
+            if not self._gate.admit(current, fresh):
                 continue
             self._generation += 1
             self.by_name[name] = fresh

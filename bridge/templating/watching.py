@@ -1,10 +1,15 @@
-"""Hot reload: watch a templates directory and apply edits within about 0.1 s."""
+"""Hot reload: watch a templates directory and apply edits within about 0.1 s.
+
+An edit held for its settle period (:mod:`.settling`) is read again when the period is over,
+without waiting for another file event.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..tasks import STOP_TIMEOUT, cancel_and_wait
@@ -12,19 +17,29 @@ from ..tasks import STOP_TIMEOUT, cancel_and_wait
 log = logging.getLogger("bridge.templating")  # one logger for the package
 
 
+@dataclass(frozen=True, slots=True)
+class Reloaded:
+    """What a reload did: the sets it changed, and when to read the files again (held edits)."""
+
+    changed: tuple[str, ...] = ()
+    recheck_in: float | None = None  # seconds; None: only on the next file event
+
+
 class TemplateWatcher:
-    """Calls ``reload`` after file events under ``directory``, then ``on_change`` when
-    ``reload`` reports changed sets (touching a file without changing it changes nothing)."""
+    """Calls ``reload`` after file events under ``directory`` (and when a held edit is due),
+    then ``on_change`` when ``reload`` reports changed sets (touching a file without changing
+    it changes nothing)."""
 
     def __init__(
         self,
         directory: Path,
-        reload: Callable[[], Sequence[str]],
+        reload: Callable[[], Reloaded],
         on_change: Callable[[], None],
     ) -> None:
         self.directory = directory
         self._reload = reload
         self._on_change = on_change
+        self._recheck_at: float | None = None  # loop time
         self._stop: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -47,6 +62,7 @@ class TemplateWatcher:
     async def _run(self, stop: asyncio.Event) -> None:
         import watchfiles  # here: commands that never watch do not load it
 
+        loop = asyncio.get_running_loop()
         watching = False
         try:
             async for changes in watchfiles.awatch(
@@ -58,9 +74,10 @@ class TemplateWatcher:
                 yield_on_timeout=True,
             ):
                 # The first yield (changes or a timeout) means the watch is in place: catch up
-                # with edits made before it was.
-                if changes or not watching:
-                    self._apply()
+                # with edits made before it was. Timeouts (every 0.2 s) also re-read held edits.
+                due = self._recheck_at is not None and loop.time() >= self._recheck_at
+                if changes or not watching or due:
+                    self._apply(loop.time())
                 watching = True
         except (OSError, RuntimeError) as exc:  # watchfiles' errors (missing directory, ...)
             log.error(
@@ -69,12 +86,15 @@ class TemplateWatcher:
                 exc,
             )
 
-    def _apply(self) -> None:
+    def _apply(self, now: float) -> None:
+        self._recheck_at = None
         try:
-            changed = self._reload()
-            if not changed:
+            reloaded = self._reload()
+            if reloaded.recheck_in is not None:
+                self._recheck_at = now + reloaded.recheck_in
+            if not reloaded.changed:
                 return
-            log.info("template sets changed: %s", ", ".join(sorted(changed)))
+            log.info("template sets changed: %s", ", ".join(sorted(reloaded.changed)))
             self._on_change()
         except Exception:  # the watcher must survive whatever a reload runs into
             log.exception("applying a template change failed")

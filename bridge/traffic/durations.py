@@ -2,42 +2,9 @@
 
 from __future__ import annotations
 
-import re
+from ..values import parse_go_duration
 
-_UNITS: dict[str, float] = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,
-    "μs": 1e-6,
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-}
-_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-
-
-def parse_go_duration(text: str) -> float:
-    """Seconds in a Go duration string (``"5s"``, ``"1m30s"``, ``"250ms"``, ``"0"``).
-
-    Raises ``ValueError`` for anything Go's ``time.ParseDuration`` would refuse.
-    """
-    body, sign = text, 1.0
-    if body[:1] in ("+", "-"):
-        sign = -1.0 if body[0] == "-" else 1.0
-        body = body[1:]
-    if body == "0":
-        return 0.0
-    if not body:
-        raise ValueError(f"invalid duration {text!r}")
-    total, pos = 0.0, 0
-    while pos < len(body):
-        match = _PART.match(body, pos)
-        if match is None:
-            raise ValueError(f"invalid duration {text!r}")
-        total += float(match.group(1)) * _UNITS[match.group(2)]
-        pos = match.end()
-    return sign * total
+__all__ = ["parse_duration_value", "parse_go_duration"]
 
 
 def parse_duration_value(raw: object) -> float:

@@ -5,20 +5,26 @@ always built, proxyless gRPC clients the gRPC variant, each shared by every node
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 
 import pytest
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import base_pb2
+from envoy.config.endpoint.v3 import endpoint_pb2
 
-from bridge.app import BridgeConfig
+from bridge.app import BridgeConfig, node_key_function
+from bridge.catalog import Catalog
+from bridge.chains import ClusterChanges
 from bridge.client_kinds import Variant
+from bridge.config_entries import ConfigEntriesUpdate
 from bridge.consul_settings import settings_from_env
+from bridge.publisher import Publisher
 from bridge.render import node_of, render
 from bridge.variants import GRPC_KEY_SUFFIX, MixedKeys, variant_node_key
 from tests.support.xds_client import XdsClient, unpack_all
 from tests.templates.support import updates
-from xds_server import ClientRegistry, node_key_by_cluster, node_key_by_id
-from xds_server.resource import CLUSTER, ENDPOINT
+from xds_server import ClientRegistry, SnapshotCache, node_key_by_cluster, node_key_by_id
+from xds_server.resource import CLUSTER, ENDPOINT, Resource, make_resource
 
 from .serving import GRPC_NODE_AGENT, GRPC_PYTHON_AGENT, instance, serving
 
@@ -146,3 +152,65 @@ async def test_a_stream_joining_a_key_of_the_other_kind_is_warned_about(
     registry.open("ADS", grpc, "edge", "peer")
     [warning] = [r.getMessage() for r in caplog.records]
     assert "shares node key 'edge' with envoy nodes" in warning
+
+
+class Chains:
+    """A stand-in for the config-entry chains: each rebuild hands over what ``then`` holds."""
+
+    def __init__(self) -> None:
+        self.then = ClusterChanges()
+
+    def set_entries(self, update: ConfigEntriesUpdate) -> bool:
+        return True
+
+    def rebuild(self, changed: Mapping[str, float], catalog: Catalog) -> ClusterChanges:
+        out, self.then = self.then, ClusterChanges()
+        return out
+
+
+async def test_config_entry_chains_reach_grpc_clients_and_leave_plain_services_shaped() -> None:
+    chains = Chains()
+    cache = SnapshotCache(node_key_function("id"))
+    publisher = Publisher(cache, debounce=0, traffic=chains)
+    publisher.set_datacenters(["dc1"])
+    lr = instance("lr", 1, meta=LEAST_REQUEST)
+    publisher.submit(updates(lr))
+    publisher.mark_ready()
+    grpc_node = base_pb2.Node(id="app-1", user_agent_name=GRPC_NODE_AGENT[0])
+    cache.watch(grpc_node, lambda changed: None)
+
+    def chained(*resources: Resource, remove: Sequence[str] = ()) -> None:
+        chains.then = ClusterChanges(
+            clusters=[r for r in resources if r.type_url == CLUSTER],
+            endpoints=[r for r in resources if r.type_url == ENDPOINT],
+            remove_clusters=list(remove),
+            remove_endpoints=list(remove),
+        )
+        publisher.submit_entries(ConfigEntriesUpdate("dc1", ()))
+        publisher.flush()
+
+    def grpc_cluster(name: str) -> cluster_pb2.Cluster:
+        message = publisher.grpc.clusters[name].message
+        assert isinstance(message, cluster_pb2.Cluster)
+        return message
+
+    subset = cluster_pb2.Cluster(name="v1.lr", type=cluster_pb2.Cluster.EDS)
+    subset_endpoints = endpoint_pb2.ClusterLoadAssignment(cluster_name="v1.lr")
+    chained(make_resource(subset), make_resource(subset_endpoints))
+    assert publisher.grpc.clusters["v1.lr"] is publisher.clusters["v1.lr"]  # the same resource
+    assert publisher.grpc.endpoints["v1.lr"] is publisher.endpoints["v1.lr"]
+
+    plain = publisher.clusters["lr"]
+    chained(make_resource(plain.message))  # a chain version identical to the plain cluster
+    assert len(grpc_cluster("lr").load_balancing_policy.policies) == 2  # still gRPC-shaped
+
+    shaped = cluster_pb2.Cluster()
+    shaped.CopyFrom(plain.message)
+    shaped.outlier_detection.consecutive_5xx.value = 3
+    chained(make_resource(shaped))  # an entry shapes it: the chain's version, as for Envoys
+    assert grpc_cluster("lr").outlier_detection.consecutive_5xx.value == 3
+
+    chained(make_resource(plain.message), remove=["v1.lr"])  # no chain: the plain one back
+    assert len(grpc_cluster("lr").load_balancing_policy.policies) == 2
+    assert "v1.lr" not in publisher.grpc.clusters
+    assert "v1.lr" not in publisher.grpc.endpoints

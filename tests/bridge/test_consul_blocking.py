@@ -105,3 +105,22 @@ async def test_errors_and_bodies_of_the_wrong_shape_are_retried_and_counted() ->
     assert watch.status.error_count == 2
     assert watch.status.failing == 0
     assert "expected a JSON dict" in str(watch.status.last_error)
+
+
+async def test_a_datacenter_reset_makes_the_next_read_immediate_and_counts_its_body() -> None:
+    # The restored state may answer the old index number with other content.
+    client = Scripted([(14, {"a": []}), (14, {"b": []})])
+    watch = query(client)
+    await watch.next_change()
+    watch.context.resets.reset("a test")
+    resp, changed = await watch.next_change()
+    assert (resp.body, changed) == ({"b": []}, True)
+    assert [c.get("index") for c in client.calls] == [None, None]
+
+
+async def test_an_index_going_backwards_resets_the_whole_datacenter() -> None:
+    client = Scripted([(9, {"a": []}), (4, {"b": []})])
+    watch = query(client)
+    await watch.next_change()
+    await watch.next_change()
+    assert watch.context.resets.count == 1

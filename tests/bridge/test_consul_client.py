@@ -115,7 +115,9 @@ async def test_explicit_settings_win_over_consuls_environment(
 async def test_errors_have_kinds_and_are_reported(server: Server, path: str, kind: str) -> None:
     outcomes: list[str] = []
     settings = settings_from_env({}, address=server.url)
-    async with ConsulClient(settings, on_request=outcomes.append) as client:
+    async with ConsulClient(
+        settings, on_request=lambda outcome, dc: outcomes.append(outcome)
+    ) as client:
         with pytest.raises(ConsulError) as caught:
             await client.get_json(path)
     assert caught.value.kind == kind
@@ -167,7 +169,8 @@ async def test_mutual_tls_with_ca_client_cert_key_and_server_name() -> None:
 
     async def handler(request: web.Request) -> web.Response:
         peers.append(request.transport.get_extra_info("peercert") if request.transport else None)
-        return web.json_response({"ok": True}, headers={"X-Consul-Index": "5"})
+        # Consul answers /v1/status/leader with the leader's address as a JSON string
+        return web.json_response("127.0.0.1:8300", headers={"X-Consul-Index": "5"})
 
     app = web.Application()
     app.router.add_get("/v1/status/leader", handler)
@@ -186,7 +189,7 @@ async def test_mutual_tls_with_ca_client_cert_key_and_server_name() -> None:
             env |= {"CONSUL_TLS_SERVER_NAME": "server.dc1.consul"}
             async with ConsulClient(settings_from_env(env)) as client:
                 resp = await client.get_json("/v1/status/leader")
-            assert resp.body == {"ok": True}
+            assert resp.body == "127.0.0.1:8300"
             assert peers
             assert peers[0]
             # Without the expected server name (or the CA), verification fails: a connection

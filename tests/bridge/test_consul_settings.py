@@ -25,6 +25,7 @@ def test_defaults_without_environment() -> None:
     assert s.wait_param == "60s"
     assert s.exclude == ("consul",)
     assert s.request_timeout > 60.0 * 17 / 16
+    assert (s.mass_removal_share, s.mass_removal_hold) == (0.5, 180.0)
 
 
 @pytest.mark.parametrize(
@@ -111,6 +112,13 @@ def test_durations_lists_and_numbers_are_converted() -> None:
     assert settings_from_env({}, wait="1500ms").wait_param == "1500ms"
 
 
+def test_mass_removal_guard_settings() -> None:
+    s = settings_from_env({}, mass_removal_share="0.25", mass_removal_hold="90s")
+    assert (s.mass_removal_share, s.mass_removal_hold) == (0.25, 90.0)
+    env = {"CONSUL_XDS_BRIDGE_CONSUL_MASS_REMOVAL_HOLD": "0"}  # 0: the guard is off
+    assert settings_from_env(env, mass_removal_share=1).mass_removal_hold == 0.0
+
+
 @pytest.mark.parametrize(
     ("env", "overrides", "named"),
     [
@@ -134,6 +142,11 @@ def test_durations_lists_and_numbers_are_converted() -> None:
         ({}, {"backoff_base": "nan"}, "backoff_base"),
         ({}, {"backoff_base": "2s", "backoff_max": "1s"}, "backoff_max"),
         ({}, {"colour": "blue"}, "colour"),
+        ({}, {"mass_removal_share": "1.5"}, "consul.mass_removal_share"),
+        ({}, {"mass_removal_share": "nan"}, "consul.mass_removal_share"),
+        ({}, {"mass_removal_share": "half"}, "consul.mass_removal_share"),
+        ({}, {"mass_removal_hold": "-1s"}, "consul.mass_removal_hold"),
+        ({"CONSUL_XDS_BRIDGE_CONSUL_MASS_REMOVAL_SHARE": "-0.1"}, {}, "MASS_REMOVAL_SHARE"),
     ],
 )
 def test_invalid_values_name_the_variable(

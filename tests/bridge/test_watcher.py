@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -131,7 +132,10 @@ async def test_index_reset_still_delivers_changes(running: Running) -> None:
     consul.reset_index()
     register(consul, "web", "web-1", port=7777)
     await running.until(lambda: _port(running.rec, "web-1") == 7777, what="change after reset")
-    consul.deregister("web-2")
+    consul.deregister("web-2")  # a removal right after a reset is held (the guard's tests)...
+    await running.until(lambda: _guard(running)["holding"], what="the removal held")
+    assert running.rec.ids("web") == {"web-1", "web-2"}
+    running.watcher.accept_removals()  # ... until an operator accepts it
     await running.until(lambda: running.rec.ids("web") == {"web-1"})
 
 
@@ -158,8 +162,16 @@ async def test_after_an_index_reset_the_watch_does_not_wait_for_the_old_index(
         await run.until(
             lambda: _port(run.rec, "web-1") == 7777, timeout=15, what="a change after the reset"
         )
+        # a removal right after a reset is held by the mass-removal guard until accepted
         consul.deregister("api-1")
+        await run.until(lambda: bool(run.watcher.problems()), timeout=15, what="removal held")
+        run.watcher.accept_removals()
         await run.until(lambda: run.rec.ids("api") is None, timeout=15, what="a removal")
+
+
+def _guard(run: Running) -> dict[str, Any]:
+    guard: dict[str, Any] = run.watcher.status()["datacenter_status"]["dc1"]["removal_guard"]
+    return guard
 
 
 def _port(rec: Recorder, instance_id: str) -> int | None:
@@ -196,6 +208,9 @@ async def test_errors_are_retried_without_empty_updates_and_recover(
     )
     mark = rec.mark()
     with caplog.at_level(logging.DEBUG, logger="bridge.consul"):
+        # A read Consul already holds is answered normally: change web only once the watch
+        # meets the fault, or that read would carry the change.
+        await running.until(lambda: _web_errors(running) >= 1, what="the web watch failing")
         consul.deregister("web-2")
         await running.until(
             lambda: _web_errors(running) >= 3, what="several failed attempts on the web watch"
@@ -289,7 +304,9 @@ async def test_selection_by_name_pattern_and_tags(consul: ConsulDouble) -> None:
     web_and_api(consul)
     register(consul, "web-admin", "admin-1", tags=["internal"])
     register(consul, "consul", "consul-1")
-    async with watching(consul, include=("web*",), exclude_tags=("internal",)) as run:
+    # Deselecting web, the only service served, is a mass removal: the guard's share rule off.
+    settings = {"include": ("web*",), "exclude_tags": ("internal",), "mass_removal_share": 1}
+    async with watching(consul, **settings) as run:
         await run.ready()
         assert {name for name, _ in run.rec.state} == {"web"}
         # web-admin loses its excluded tag: selected; web gains it: deselected (None).

@@ -6,7 +6,7 @@ from envoy.config.core.v3 import base_pb2
 
 from bridge.metrics import Metrics, XdsMetricsObserver
 from xds_server.resource import ENDPOINT
-from xds_server.tracking import ClientRegistry
+from xds_server.tracking import ClientRegistry, StreamInfo
 
 
 class Clock:
@@ -35,9 +35,17 @@ def setup() -> tuple[Clock, Metrics, ClientRegistry]:
     return clock, metrics, registry
 
 
+def connected(registry: ClientRegistry) -> StreamInfo:
+    """A stream that received and ACKed its initial endpoints."""
+    stream = registry.open("ADS", base_pb2.Node(id="n1"), "n1", "peer")
+    registry.sent(stream, ENDPOINT, "v0", "nonce-0", 1)
+    registry.acked(stream, ENDPOINT, "v0", "nonce-0")
+    return stream
+
+
 def test_a_change_is_observed_once_when_the_node_acks_it() -> None:
     clock, metrics, registry = setup()
-    stream = registry.open("ADS", base_pb2.Node(id="n1"), "n1", "peer")
+    stream = connected(registry)
     clock.now = 101.0
     registry.sent(stream, ENDPOINT, "v1", "nonce-1", 1, origin_times=[100.5])
     clock.now = 101.25
@@ -54,9 +62,20 @@ def test_what_a_new_stream_receives_on_connect_is_not_a_push() -> None:
     assert observations(metrics) == (0, 0)
 
 
-def test_a_rejected_change_is_measured_when_a_later_version_is_acked() -> None:
+def test_a_node_s_first_response_of_a_type_is_not_a_push_even_if_rendered_after_it_connected() -> (
+    None
+):
     clock, metrics, registry = setup()
     stream = registry.open("ADS", base_pb2.Node(id="n1"), "n1", "peer")
+    clock.now = 100.5  # e.g. its listeners, rendered from templates when it connected
+    registry.sent(stream, ENDPOINT, "v1", "nonce-1", 1, origin_times=[100.25])
+    registry.acked(stream, ENDPOINT, "v1", "nonce-1")
+    assert observations(metrics) == (0, 0)
+
+
+def test_a_rejected_change_is_measured_when_a_later_version_is_acked() -> None:
+    clock, metrics, registry = setup()
+    stream = connected(registry)
     clock.now = 101.0
     registry.sent(stream, ENDPOINT, "v1", "nonce-1", 1, origin_times=[100.5])
     registry.nacked(stream, ENDPOINT, "v1", "bad")

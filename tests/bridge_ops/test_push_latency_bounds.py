@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import pytest
-from envoy.config.core.v3 import base_pb2
 
 from bridge.metrics import MAX_CARRIED
-from tests.bridge_ops.test_push_latency import observations, setup
+from tests.bridge_ops.test_push_latency import connected, observations, setup
 from xds_server import ENDPOINT
 
 
 def test_changes_carried_over_rejections_are_capped_keeping_the_longest_waits() -> None:
     clock, metrics, registry = setup()
-    stream = registry.open("ADS", base_pb2.Node(id="n1"), "n1", "peer")
+    stream = connected(registry)
     changes = [100.0 + n / 1000 for n in range(3 * MAX_CARRIED)]
     for number, origin in enumerate(changes):
         registry.sent(stream, ENDPOINT, f"v{number}", f"nonce-{number}", 1, origin_times=[origin])

@@ -20,7 +20,7 @@ def test_make_demo_once_walks_through_and_exits_cleanly() -> None:
         capture_output=True,
         text=True,
         timeout=180,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "CONSUL_XDS_DEMO_PORTS": "any"},
         check=False,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -37,3 +37,9 @@ def test_make_demo_once_walks_through_and_exits_cleanly() -> None:
     assert "web-1" in after_move
     assert "web-2" not in after_move
     assert "mean" in line("3. bridge-measured push latency")
+    assert "header route in traffic within" in line("entries written")
+    split = line("HTTP (Host: web) x100")
+    assert "web-1" in split
+    assert "web-canary" in split
+    assert "HTTP" not in split.split("x100:")[1]  # no errors while the entries change
+    assert "web-canary x6" in line("with header x-canary: yes")

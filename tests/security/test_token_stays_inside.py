@@ -108,7 +108,9 @@ async def test_the_client_follows_no_redirect(mode: str) -> None:
         server.mode = mode
         settings = settings_from_env({}, address=server.url, token=TOKEN)
         outcomes: list[str] = []
-        async with ConsulClient(settings, on_request=outcomes.append) as client:
+        async with ConsulClient(
+            settings, on_request=lambda outcome, dc: outcomes.append(outcome)
+        ) as client:
             with pytest.raises(ConsulError) as caught:
                 await client.get_json("/v1/agent/self")
         assert caught.value.kind == "redirect"
@@ -162,7 +164,8 @@ async def test_no_output_surface_shows_the_token_under_redirects_and_echoes(
                 seen |= {f"{mode} {path}": body for path, body in (await outputs(bridge)).items()}
     echoed = seen["echo /debug/consul"]
     assert f"X-Consul-Token: {REDACTED}" in echoed  # the echo arrived, scrubbed
-    assert 'consul_xds_consul_requests_total{outcome="redirect"}' in seen["loop /metrics"]
+    redirects = 'consul_xds_consul_requests_total{dc="local",outcome="redirect"}'
+    assert redirects in seen["loop /metrics"]
     assert server.recorded == []  # nothing ever reached the redirect target
     logged = caplog.text + "\n".join(
         f"{r.getMessage()} {r.exc_text or ''} {r.args!r}" for r in caplog.records

@@ -124,7 +124,8 @@ class Stack:
 
 
 def bridge_config(consul: ConsulDouble, **consul_overrides: object) -> BridgeConfig:
-    settings = settings_from_env({}, address=consul.url, wait="2s", **consul_overrides)
+    overrides: dict[str, object] = {"wait": "2s", **consul_overrides}
+    settings = settings_from_env({}, address=consul.url, **overrides)
     return BridgeConfig(consul=settings, xds_listen="127.0.0.1:0", admin_listen="127.0.0.1:0")
 
 

@@ -50,7 +50,19 @@ async def serving(*args: str, env: dict[str, str]) -> AsyncIterator[asyncio.subp
         env=env,
     )
     try:
-        await eventually(lambda: _readyz(admin), lambda status: status == 200, 20, what="ready")
+
+        async def ready_or_exited() -> int | None:
+            if process.returncode is not None:
+                return None  # it ended: no point waiting
+            return await _readyz(admin)
+
+        status = await eventually(
+            ready_or_exited, lambda s: s == 200 or process.returncode is not None, 60, what="ready"
+        )
+        if status != 200:
+            assert process.stderr is not None
+            stderr = (await process.stderr.read()).decode()
+            raise AssertionError(f"serve exited {process.returncode} before ready:\n{stderr}")
         yield process
     finally:
         if process.returncode is None:

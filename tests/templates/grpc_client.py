@@ -1,9 +1,9 @@
 """A proxyless gRPC client in its own process (``GRPC_XDS_BOOTSTRAP`` is read once per process).
 
 Usage: ``python -m tests.templates.grpc_client TARGET``. Reads one command per line from stdin:
-``call N`` makes N unary calls of ``/echo.Echo/Who`` on one long-lived channel and prints a JSON
-list of the answers (a failed call is reported as ``"error: <code>"``); EOF ends the process.
-The first line printed is ``ready``.
+``call N [key=value ...]`` makes N unary calls of ``/echo.Echo/Who`` (with that metadata) on one
+long-lived channel and prints a JSON list of the answers (a failed call is reported as
+``"error: <code>"``); EOF ends the process. The first line printed is ``ready``.
 """
 
 from __future__ import annotations
@@ -16,9 +16,12 @@ import grpc
 METHOD = "/echo.Echo/Who"
 
 
-def call(stub: grpc.UnaryUnaryMultiCallable[bytes, bytes]) -> str:
+Metadata = tuple[tuple[str, str | bytes], ...]
+
+
+def call(stub: grpc.UnaryUnaryMultiCallable[bytes, bytes], metadata: Metadata) -> str:
     try:
-        return stub(b"", timeout=5, wait_for_ready=True).decode()
+        return stub(b"", timeout=5, wait_for_ready=True, metadata=metadata).decode()
     except grpc.RpcError as exc:
         return f"error: {exc.code().name}"
 
@@ -28,9 +31,12 @@ def main(target: str) -> None:
         stub: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(METHOD)
         print("ready", flush=True)
         for line in sys.stdin:
-            command, _, argument = line.strip().partition(" ")
+            command, *arguments = line.split()
             if command == "call":
-                answers = [call(stub) for _ in range(int(argument or "1"))]
+                count = int(arguments[0]) if arguments else 1
+                pairs = (a.partition("=") for a in arguments[1:])
+                metadata: Metadata = tuple((key, value) for key, _, value in pairs)
+                answers = [call(stub, metadata) for _ in range(count)]
                 print(json.dumps(answers), flush=True)
 
 

@@ -1,4 +1,5 @@
-"""Helpers of the template tests: catalogs, nodes, gRPC echo servers and a gRPC client process."""
+"""Helpers of the template tests: catalogs, nodes, gRPC echo servers, a gRPC client process and
+a traffic probe through Envoy."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import grpc
 from envoy.config.core.v3 import base_pb2
 
@@ -20,6 +23,7 @@ from bridge.catalog import Catalog, ServiceUpdate
 from bridge.model import Check, Instance
 from bridge.tasks import within
 from bridge.templating import BUNDLED_DIR
+from tests.support.backends import get
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -163,9 +167,12 @@ class GrpcClient:
             raise AssertionError(f"gRPC client exited with {await self.process.wait()}")
         return raw.decode().strip()
 
-    async def calls(self, count: int = 8, timeout: float = 30) -> list[str]:
+    async def calls(
+        self, count: int = 8, timeout: float = 30, metadata: Mapping[str, str] | None = None
+    ) -> list[str]:
         assert self.process.stdin is not None
-        self.process.stdin.write(f"call {count}\n".encode())
+        pairs = "".join(f" {key}={value}" for key, value in (metadata or {}).items())
+        self.process.stdin.write(f"call {count}{pairs}\n".encode())
         await self.process.stdin.drain()
         answers: list[str] = json.loads(await self._line(timeout))
         return answers
@@ -203,3 +210,36 @@ async def grpc_client(
             process.kill()
             await process.wait()
         log.close()
+
+
+# ---------------------------------------------------------------- traffic through Envoy
+@dataclass
+class TrafficProbe:
+    """Requests through an Envoy listener, back to back until stopped (bounded); every answer
+    that is not a 200 from a backend, and every refused or broken connection, is a failure."""
+
+    port: int
+    host: str = "web"
+    sent: int = 0
+    failed: list[str] = field(default_factory=list)
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def run(self, limit: int = 50_000) -> None:
+        while not self._stop.is_set() and self.sent < limit:
+            try:
+                status, body = await get(self.port, host=self.host)
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                status, body = 0, repr(exc)
+            self.sent += 1
+            if status != 200:
+                self.failed.append(f"{status}: {body[:80]}")
+            await asyncio.sleep(0.005)  # pacing: about 100 requests a second at most
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[TrafficProbe]:
+        task = asyncio.create_task(self.run())
+        try:
+            yield self
+        finally:
+            self._stop.set()
+            await task

@@ -11,23 +11,19 @@ from envoy.config.core.v3 import base_pb2
 from google.protobuf import json_format
 
 from bridge.catalog import Catalog
-from bridge.commands.check_templates import envoy_binary, main_check_templates
-from bridge.config import load
+from bridge.config import ConfigError, load
 from bridge.publisher import Publisher
 from bridge.resources import BuildSettings
-from bridge.tasks import within
 from bridge.templating import (
     BUNDLED_DIR,
     TemplateSource,
     parse_rules,
     template_source_from_config,
 )
-from tests.support.envoy import envoy_binary as real_envoy
-from tests.support.waiting import until
 from xds_server.cache import SnapshotCache
 from xds_server.resource import LISTENER, ROUTE, Resource
 
-from .support import Changes, catalog_of, copy_sets, envoy_node, grpc_node, instance, updates
+from .support import catalog_of, copy_sets, envoy_node, grpc_node, instance, updates
 
 HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3"
 ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
@@ -146,9 +142,7 @@ def test_template_source_from_config(tmp_path: Path) -> None:
         "  rules:\n  - match: {node_id: 're:plain-.*'}\n    template_set: default\n"
         "  vars: {edge_domain: corp}\n"
     )
-    source = template_source_from_config(
-        load(config_file=config_file), BuildSettings(), lambda: None
-    )
+    source = template_source_from_config(load(config_file=config_file), BuildSettings())
     catalog = web_and_api()
     edge = as_dicts(render(source, envoy_node("e1"), catalog), ROUTE)["edge_routes"]
     assert edge["virtual_hosts"][0]["domains"][0] == "api.corp"
@@ -156,11 +150,13 @@ def test_template_source_from_config(tmp_path: Path) -> None:
 
 
 def test_missing_sets_are_configuration_errors(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"template sets not found .*: nope"):
+    with pytest.raises(ConfigError, match=r"^templates.default_set: template set 'nope' not"):
         TemplateSource(default_set="nope")
     rules = parse_rules([{"match": {"node_id": "*"}, "template_set": "ghost"}])
-    with pytest.raises(ValueError, match="ghost"):
+    with pytest.raises(ConfigError, match=r"^templates.rules: .*: ghost"):
         TemplateSource(rules=rules)
+    with pytest.raises(ConfigError, match=r"^templates.dir: no template sets in"):
+        TemplateSource(tmp_path / "missing")
 
 
 # ---------------------------------------------------------------- caching
@@ -335,7 +331,7 @@ async def test_a_broken_edit_keeps_the_last_good_resources_and_a_fix_applies(
     routes = directory / "default" / "routes.yaml.j2"
     text = routes.read_text()
     routes.write_text(text.replace("virtual_hosts:", "virtual_hostz:"))
-    assert source.reload() == ["default"]
+    assert source.reload().changed == ("default",)
     publisher.republish()
     assert cache.get("envoy-0") == good
     assert sorted(source.errors) == ["envoy-0", "envoy-1", "envoy-2"]
@@ -356,70 +352,3 @@ def test_a_new_node_during_a_broken_edit_gets_nothing_and_an_error(tmp_path: Pat
     source = broken_source(tmp_path, "listeners.yaml.j2", "{{ node.nope }}")
     assert render(source, envoy_node("late"), web_and_api()) is None
     assert "listeners.yaml.j2, line 1" in source.errors["late"].message
-
-
-# ---------------------------------------------------------------- hot reload
-async def test_edits_are_applied_and_rewriting_the_same_content_is_no_change(
-    tmp_path: Path,
-) -> None:
-    directory = copy_sets(tmp_path / "sets", "default")
-    calls = Changes()
-    source = TemplateSource(directory, on_change=calls)
-    catalog = web_and_api()
-
-    def not_found_body() -> str:
-        vhosts = as_dicts(render(source, envoy_node(), catalog), ROUTE)["ingress_routes"]
-        body: str = vhosts["virtual_hosts"][-1]["routes"][0]["direct_response"]["body"][
-            "inline_string"
-        ]
-        return body
-
-    await source.start()
-    try:
-        assert not_found_body() == "no such service\n"
-        routes = directory / "default" / "routes.yaml.j2"
-        routes.write_text(routes.read_text().replace("no such service", "gone"))
-        assert await within(calls.wait(1), 15) == 1
-        assert not_found_body() == "gone\n"
-        # A file rewritten unchanged is no change: the next real edit is the second change.
-        routes.write_text(routes.read_text())
-        routes.write_text(routes.read_text().replace("gone", "gone again"))
-        await until(lambda: not_found_body() == "gone again\n", timeout=15, what="the edit")
-        assert len(calls) == 2
-    finally:
-        await source.stop()
-
-
-# ---------------------------------------------------------------- check-templates
-def test_check_templates_accepts_the_bundled_sets(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main_check_templates(None) == 0
-    out = capsys.readouterr().out
-    assert "default: OK" in out
-    assert "edge: OK" in out
-
-
-def test_check_templates_reports_broken_sets(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    directory = copy_sets(tmp_path / "sets", "default", "edge")
-    (directory / "edge" / "routes.yaml.j2").write_text("- name: edge_routes\n  bad_field: 1\n")
-    assert main_check_templates(str(directory)) == 1
-    out = capsys.readouterr().out
-    assert "default: OK" in out
-    assert "edge: FAILED" in out
-    assert "bad_field" in out
-    assert "routes.yaml.j2" in out
-
-
-def test_check_templates_runs_envoy_validate_when_envoy_is_there(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert envoy_binary() == real_envoy()  # the test extra installs Envoy: it is never missing
-    directory = copy_sets(tmp_path / "sets", "default")
-    routes = directory / "default" / "routes.yaml.j2"
-    # Valid protobuf, but Envoy refuses a domain shared by two virtual hosts.
-    routes.write_text(routes.read_text().replace('domains: ["*"]', 'domains: ["web"]'))
-    assert main_check_templates(str(directory)) == 1
-    out = capsys.readouterr().out
-    assert "default: FAILED" in out
-    assert "envoy --mode validate" in out

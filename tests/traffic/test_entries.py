@@ -96,7 +96,7 @@ SPLIT_100 = {"Weight": 100}
     [
         # values of the wrong type
         (splitter("web", {"Weight": "ninety"}), "Splits[0].Weight", "expected a number"),
-        (resolver("web", ConnectTimeout="5 seconds"), "ConnectTimeout", "invalid duration"),
+        (resolver("web", ConnectTimeout="5 seconds"), "ConnectTimeout", "expected a duration"),
         (resolver("web", ConnectTimeout="-1s"), "ConnectTimeout", "must not be negative"),
         (resolver("web", Subsets=["v1"]), "Subsets", "expected an object"),
         (
