@@ -52,7 +52,8 @@ bench-quick: $(STAMP)
 # modules, one module at a time, one mutant at a time (ARGS='--max-children 2' for more). Writes
 # benchmarks/results/mutation/SUMMARY.md and survivors.md; exits non-zero when a surviving mutant
 # is neither killed nor accepted in benchmarks/mutation_equivalent.toml. mutants/ is its work
-# directory. ARGS='--module xds_server/cache.py' runs one module.
+# directory. ARGS='--module xds_server/cache.py' runs one module; ARGS=--survivors runs again only
+# the mutants that survived the last run (after adding tests).
 mutate: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,mutate]'
 	$(BIN)/python -m benchmarks.mutation $(ARGS)

@@ -5,8 +5,9 @@ thing at a time in the code (an operator, a constant, a condition, an argument) 
 unit and protocol tests that execute the changed function. A mutant that no test notices
 ("survived") is a behaviour nothing guards. Runs one module at a time and writes
 ``benchmarks/results/mutation/SUMMARY.md`` (the kill rate per module) and ``survivors.md`` (every
-mutant that survived, with its diff, and for those accepted as equivalent the reason from
-``benchmarks/mutation_equivalent.toml``).
+mutant that survived, with its diff, and the reason it was accepted, from
+``benchmarks/mutation_equivalent.toml``). ``mutants/`` is mutmut's work directory; after adding
+tests, ``--survivors`` runs again only what survived there.
 
 Exits non-zero when a survivor is neither killed nor explained, or when the kill rate of all
 modules together is below 90 %: the report is written either way.
@@ -220,7 +221,8 @@ def not_killed(target: Target) -> list[str]:
 
 
 def load_times() -> dict[str, float]:
-    return json.loads(TIMES.read_text("utf-8")) if TIMES.exists() else {}
+    data = json.loads(TIMES.read_text("utf-8")) if TIMES.exists() else {}
+    return {k: float(v) for k, v in data.items()}
 
 
 def collect(target: Target, equivalents: list[Equivalent], times: dict[str, float]) -> ModuleResult:
@@ -244,7 +246,7 @@ def percent(part: int, whole: int) -> str:
     return f"{100 * part / whole:.1f} %" if whole else "-"
 
 
-def write_report(results: list[ModuleResult], equivalents: list[Equivalent], how: str) -> None:
+def write_report(results: list[ModuleResult], equivalents: list[Equivalent]) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     total = sum(r.total for r in results)
     detected = sum(r.detected for r in results)
@@ -256,15 +258,17 @@ def write_report(results: list[ModuleResult], equivalents: list[Equivalent], how
     lines = [
         "# Mutation testing",
         "",
-        f"{how} mutmut {mutmut_version()}; {round(sum(r.seconds for r in results))} s of "
-        "mutmut runs in all (wall time, on a 2-core machine shared with other work).",
+        f"Written by `make mutate` (mutmut {mutmut_version()}); "
+        f"{round(sum(r.seconds for r in results))} s of mutmut runs in all (wall time, on a "
+        "2-core machine shared with other work; `--survivors` runs add to a module's time).",
         "",
-        "A mutant is killed when a test fails (or hangs: timeout) with it. *Kill rate*: killed / "
-        "all mutants. *Score*: killed / (all mutants - those accepted as equivalent). Every "
-        "survivor, with its diff and, if accepted as equivalent, the reason: "
-        "[survivors.md](survivors.md).",
+        "A mutant is killed when a test fails (or hangs: timeout) with it. *Accepted*: "
+        "survivors listed with a reason in `benchmarks/mutation_equivalent.toml` (equivalent "
+        "code, or only the wording of a message changes). *Kill rate*: killed / all mutants. "
+        "*Score*: killed / (all mutants - accepted). Every survivor, with its diff and the "
+        "reason it was accepted: [survivors.md](survivors.md).",
         "",
-        "| module | mutated | mutants | killed | timeout | survived | no tests | equivalent "
+        "| module | mutated | mutants | killed | timeout | survived | no tests | accepted "
         "| kill rate | score | seconds |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -283,7 +287,7 @@ def write_report(results: list[ModuleResult], equivalents: list[Equivalent], how
         f"| **{percent(detected, total)}** | **{percent(detected, total - equivalent)}** "
         f"| {round(sum(r.seconds for r in results))} |"
     )
-    lines += ["", f"Survivors neither killed nor accepted as equivalent: **{unexplained}**."]
+    lines += ["", f"Survivors neither killed nor accepted: **{unexplained}**."]
     if unused:
         lines += [
             "",
@@ -300,7 +304,7 @@ def write_report(results: list[ModuleResult], equivalents: list[Equivalent], how
         if not r.survivors:
             out += ["None.", ""]
         for s in r.survivors:
-            verdict = f"equivalent: {s.equivalent.reason}" if s.equivalent else "**not explained**"
+            verdict = f"Accepted: {s.equivalent.reason}" if s.equivalent else "**Not explained.**"
             out += [f"### `{s.name}` ({s.status})", "", verdict, "", "```diff", s.diff, "```", ""]
     (OUT / "survivors.md").write_text("\n".join(out), "utf-8")
 
@@ -316,7 +320,8 @@ def main(argv: list[str] | None = None) -> int:
         "--module",
         action="append",
         default=[],
-        help="run only this module (a path such as xds_server/cache.py); repeatable",
+        help="run only this module (a path such as xds_server/cache.py; the others keep their "
+        "last results in the report); repeatable",
     )
     parser.add_argument("--max-children", type=int, default=1, help="mutants run in parallel")
     parser.add_argument(
@@ -336,15 +341,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown module(s): {', '.join(sorted(unknown))}")
     targets = [t for t in TARGETS if not args.module or t.path in args.module]
 
-    if args.report_only:
-        how = "Written from the results in `mutants/` of"
-    elif args.survivors:
-        how = "`make mutate ARGS=--survivors`: survivors of an earlier run run again with"
-    else:
-        how = "`make mutate`:"
     if not args.report_only:
-        if not args.survivors and MUTANTS.exists():
-            shutil.rmtree(MUTANTS)
+        if not args.survivors and not args.module and MUTANTS.exists():
+            shutil.rmtree(MUTANTS)  # a fresh run of everything
         log_dir = MUTANTS / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
         times = load_times()
@@ -357,14 +356,21 @@ def main(argv: list[str] | None = None) -> int:
             TIMES.write_text(json.dumps(times, indent=1), "utf-8")
             print(f"{target.path}: {round(seconds)} s", flush=True)
 
+    # The report covers every module with results, whichever ones this run ran.
     equivalents = load_equivalents()
     times = load_times()
-    results = [collect(t, equivalents, times) for t in targets]
-    write_report(results, equivalents, how)
+    reported = [
+        t
+        for t in TARGETS
+        if (MUTANTS / (t.path + ".meta")).exists()
+        and any(code is not None for code in exit_codes(t).values())
+    ]
+    results = [collect(t, equivalents, times) for t in reported]
+    write_report(results, equivalents)
     for r in results:
         print(
             f"{r.target.path}: {r.detected}/{r.total} killed ({percent(r.detected, r.total)}), "
-            f"{r.equivalent} equivalent, {len(r.unexplained)} unexplained"
+            f"{r.equivalent} accepted, {len(r.unexplained)} unexplained"
         )
     total = sum(r.total for r in results)
     detected = sum(r.detected for r in results)
