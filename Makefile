@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install test lint typecheck pytest compat compat-ci demo bench bench-quick soak clean
+.PHONY: install test lint typecheck pytest compat compat-ci demo bench bench-quick soak mutate clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -73,5 +73,15 @@ BENCH_OUT ?= benchmarks/results/quick
 bench-quick: $(STAMP)
 	$(BIN)/python -m benchmarks --quick --out $(BENCH_OUT) $(ARGS)
 
+# Mutation testing (on demand, not in CI): mutmut over xds_server/ and the pure Consul-to-resources
+# modules, one module at a time, one mutant at a time (ARGS='--max-children 2' for more). Writes
+# benchmarks/results/mutation/SUMMARY.md and survivors.md; exits non-zero when a surviving mutant
+# is neither killed nor accepted in benchmarks/mutation_equivalent.toml. mutants/ is its work
+# directory. ARGS='--module xds_server/cache.py' runs one module; ARGS=--survivors runs again only
+# the mutants that survived the last run (after adding tests).
+mutate: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,mutate]'
+	$(BIN)/python -m benchmarks.mutation $(ARGS)
+
 clean:
-	rm -rf $(VENV) $(COMPAT_DIR) tests/node/node_modules .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(COMPAT_DIR) tests/node/node_modules .mypy_cache .pytest_cache .ruff_cache mutants

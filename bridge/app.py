@@ -37,6 +37,7 @@ from .consul import CatalogWatcher, ConsulClient
 from .consul.collector import DatacenterCollector
 from .consul_settings import ConsulSettings, consul_settings
 from .debug_views import debug_views
+from .deletion_gate import AckGate
 from .file_watch import FileWatch
 from .identity import IdentityRule, parse_patterns
 from .identity_policy import IdentityPolicy, check_identity, selecting_fields, serving_cache
@@ -62,12 +63,18 @@ from .tasks import cancel_and_wait
 from .templating import TemplateSource, TemplateWatcher, node_context, select_set
 from .tls_reload import ConsulTls, ServerCertificates
 from .values import parse_host_port
+from .variants import MixedKeys, variant_node_key
 
 log = logging.getLogger(__name__)
 
 
 def node_key_function(spec: str) -> NodeKeyFunc:
-    """``id`` | ``cluster`` | ``metadata:<field>``: how Envoys are grouped into snapshots."""
+    """``id`` | ``cluster`` | ``metadata:<field>``: how nodes are grouped into snapshots; a gRPC
+    client's key is its group's plus ``~grpc`` (Envoys and gRPC clients never share one)."""
+    return variant_node_key(_grouping(spec))
+
+
+def _grouping(spec: str) -> NodeKeyFunc:
     if spec == "id":
         return node_key_by_id
     if spec == "cluster":
@@ -179,6 +186,8 @@ class Bridge:
         self.metrics.registry.register(
             QuarantineCollector(self.quarantine.counts, lambda: self.publisher.service_warnings)
         )
+        #: Lets a service without instances lose its cluster once clients took it emptied.
+        self.deletion_gate = AckGate(self.registry)
         self.publisher = Publisher(
             self.cache,
             config.build,
@@ -188,8 +197,10 @@ class Bridge:
             traffic=traffic if config.config_entries else None,
             quarantine=self.quarantine,
             set_of=_template_set_of(node_config),
+            deletion_gate=self.deletion_gate,
         )
         self.registry.add_observer(NackReports(self.publisher))
+        self.registry.add_observer(MixedKeys(self.publisher.grpc.known_variant))
         self.metrics.registry.register(QuarantinedEntriesCollector(traffic.quarantined_counts))
         self.discovery = DiscoveryServer(
             serving_cache(self.cache, config.node_key, policy),

@@ -128,12 +128,20 @@ def _parser() -> argparse.ArgumentParser:
         "intercept the connection can configure the Envoy",
     )
     boot.add_argument("--grpc", action="store_true", help="print a GRPC_XDS_BOOTSTRAP JSON instead")
+    boot.add_argument(
+        "--ignore-resource-deletion",
+        action="store_true",
+        help="with --grpc: the client keeps resources the bridge stops sending (gRFC A53)",
+    )
 
     render = commands.add_parser("render", help="print the resources a node would receive")
     render.add_argument("--node-id", required=True)
     render.add_argument("--node-cluster", default="")
     render.add_argument("--metadata", action="append", default=[], metavar="KEY=VALUE")
     render.add_argument("--catalog", help="a saved catalog JSON file instead of live Consul")
+    render.add_argument(
+        "--grpc", action="store_true", help="render for a proxyless gRPC client (its variant)"
+    )
     render.add_argument(
         "--format",
         choices=("resources", "config_dump"),
@@ -161,6 +169,8 @@ def _parser() -> argparse.ArgumentParser:
 def _cmd_bootstrap(args: argparse.Namespace) -> int:
     addresses = args.xds_address or [parse_host_port("127.0.0.1:18000")]
     try:
+        if args.ignore_resource_deletion and not args.grpc:
+            raise ValueError("--ignore-resource-deletion is a gRPC client setting: add --grpc")
         options = BootstrapOptions(
             node_id=args.node_id,
             node_cluster=args.node_cluster,
@@ -178,6 +188,7 @@ def _cmd_bootstrap(args: argparse.Namespace) -> int:
             tls_key_file=args.tls_key,
             tls_server_name=args.tls_server_name,
             insecure_skip_verify=args.insecure_skip_verify,
+            ignore_resource_deletion=args.ignore_resource_deletion,
         )
         sys.stdout.write(grpc_bootstrap_json(options) if args.grpc else bootstrap_yaml(options))
         warning = skip_verify_warning(options)
@@ -269,7 +280,7 @@ async def _render(args: argparse.Namespace) -> dict[str, Any]:
 
     config = load(flags_from_namespace(args), os.environ, args.config)
     logs.configure(config["log.level"], config["log.format"])
-    node = node_of(args.node_id, args.node_cluster, parse_metadata(args.metadata))
+    node = node_of(args.node_id, args.node_cluster, parse_metadata(args.metadata), args.grpc)
     bridge_cfg = bridge_config(config)
     logs.register_secret(bridge_cfg.consul.token)
     templates = _templates(config, bridge_cfg.build)

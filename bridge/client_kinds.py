@@ -133,6 +133,17 @@ def classify(node: base_pb2.Node) -> ClientKind:
     return ClientKind(Variant.ENVOY, Language.ENVOY, _envoy_version(node), features=features)
 
 
+def as_grpc_client(node: base_pb2.Node) -> base_pb2.Node:
+    """``node`` as a proxyless gRPC client of unknown language describes itself (for ``render
+    --grpc`` and ``/debug/resources?variant=grpc``: what such a client would be served)."""
+    marked = base_pb2.Node()
+    marked.CopyFrom(node)
+    marked.user_agent_name = "gRPC"
+    if GRPC_CLIENT_FEATURE not in marked.client_features:
+        marked.client_features.append(GRPC_CLIENT_FEATURE)
+    return marked
+
+
 # ---------------------------------------------------------------- what each gRPC client implements
 #: Endpoint-picking policies of ``Cluster.load_balancing_policy`` (gRFC A52) each gRPC language
 #: implements (without experimental environment switches). Node and C-core are measured by the

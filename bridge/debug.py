@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
+from envoy.config.core.v3 import base_pb2
 from google.protobuf import json_format
 
 from xds_server.cache import Snapshot
@@ -15,6 +16,7 @@ from xds_server.csds import newest_per_type
 from xds_server.resource import ADS_ORDER, SHORT_NAMES
 from xds_server.tracking import ClientRegistry, StreamInfo
 
+from .client_kinds import Variant, as_grpc_client, classify
 from .config_dump import config_dump
 from .logs import first_line
 from .node_keys import RefusedRender
@@ -57,6 +59,7 @@ def stream_view(stream: StreamInfo) -> dict[str, Any]:
         "node_cluster": stream.node_cluster,
         "node_key": stream.node_key,
         "user_agent": stream.user_agent,
+        "client": classify(stream.node).label,
         "api": stream.method,
         "peer": stream.peer,
         "since": _when(stream.connected_at),
@@ -70,13 +73,26 @@ def clients_view(registry: ClientRegistry) -> dict[str, Any]:
     return {"count": len(streams), "clients": [stream_view(s) for s in streams]}
 
 
+def node_of(node_id: str, cluster: str = "", variant: str = "") -> base_pb2.Node:
+    """The node a ``/debug/resources`` query describes (``variant=grpc``: a gRPC client)."""
+    node = base_pb2.Node(id=node_id, cluster=cluster)
+    return as_grpc_client(node) if variant == Variant.GRPC else node
+
+
 def resources_view(
-    node_id: str, key: str, snapshot: Snapshot | None, quarantine: Quarantine | None = None
+    node_id: str,
+    key: str,
+    snapshot: Snapshot | None,
+    variant: Variant = Variant.ENVOY,
+    quarantine: Quarantine | None = None,
 ) -> dict[str, Any]:
-    """The node key's resources and (with ``quarantine``) what is kept from it, and why."""
+    """What node key ``key`` is served: ``variant`` says which kind of client it is served as
+    (``envoy``, or ``grpc``: the proxyless gRPC variant of the clusters and endpoints); with
+    ``quarantine``, what is kept from it, and why."""
     held_back = None if quarantine is None else quarantined_for_key(quarantine, key)
+    head = {"node": node_id, "node_key": key, "variant": str(variant)}
     if snapshot is None:
-        return {"node": node_id, "node_key": key, "resources": None, "quarantined": held_back}
+        return {**head, "resources": None, "quarantined": held_back}
     out: dict[str, Any] = {}
     for type_url in ADS_ORDER:
         resources = snapshot.get(type_url)
@@ -93,7 +109,7 @@ def resources_view(
                 for name, resource in sorted(resources.items())
             ],
         }
-    return {"node": node_id, "node_key": key, "resources": out, "quarantined": held_back}
+    return {**head, "resources": out, "quarantined": held_back}
 
 
 def config_dump_view(

@@ -6,17 +6,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from envoy.config.core.v3 import base_pb2
-
 from . import debug
 from .admin import JsonView
+from .client_kinds import Variant, classify
 
 if TYPE_CHECKING:
     from .app import Bridge
 
 
 def debug_views(bridge: Bridge) -> dict[str, JsonView]:
-    """``/debug/clients``, ``/debug/resources?node=ID[&cluster=C]``,
+    """``/debug/clients``, ``/debug/resources?node=ID[&cluster=C][&variant=grpc]``,
     ``/debug/config_dump?node=ID[&cluster=C][&include_eds]`` (Envoy's ``/config_dump``
     shape), ``/debug/consul``, ``/debug/templates`` (sets and the latest error per key),
     ``/debug/traffic`` (config entries, and each service's compiled chain with any entry
@@ -26,25 +25,30 @@ def debug_views(bridge: Bridge) -> dict[str, JsonView]:
     def clients(query: Mapping[str, str]) -> tuple[int, Any]:
         return 200, debug.clients_view(bridge.registry)
 
-    def node_key(query: Mapping[str, str]) -> tuple[str, str]:
+    def node_key(query: Mapping[str, str]) -> tuple[str, str, Variant]:
+        """The node id, its node key and the variant it is served."""
         node_id = query.get("node", "")
         streams = bridge.registry.by_node(node_id)
         if streams:
-            return node_id, streams[0].node_key
-        # not connected: the key it would get (pass cluster= when keyed by cluster)
-        node = base_pb2.Node(id=node_id, cluster=query.get("cluster", ""))
-        return node_id, bridge.cache.node_key(node)
+            key = streams[0].node_key
+            return node_id, key, bridge.publisher.grpc.variant_of(key)
+        # not connected: the key it would get (pass cluster= when keyed by cluster,
+        # variant=grpc for a proxyless gRPC client)
+        node = debug.node_of(node_id, query.get("cluster", ""), query.get("variant", ""))
+        return node_id, bridge.cache.node_key(node), classify(node).variant
 
     def resources(query: Mapping[str, str]) -> tuple[int, Any]:
         if not query.get("node"):
             return 400, {"error": "missing query parameter: node=<node id>"}
-        node_id, key = node_key(query)
-        return 200, debug.resources_view(node_id, key, bridge.cache.get(key), bridge.quarantine)
+        node_id, key, variant = node_key(query)
+        return 200, debug.resources_view(
+            node_id, key, bridge.cache.get(key), variant, bridge.quarantine
+        )
 
     def config_dump(query: Mapping[str, str]) -> tuple[int, Any]:
         if not query.get("node"):
             return 400, {"error": "missing query parameter: node=<node id>"}
-        node_id, key = node_key(query)
+        node_id, key, _ = node_key(query)
         streams = bridge.registry.by_node(node_id)
         include_eds = "include_eds" in query
         return 200, debug.config_dump_view(streams, bridge.cache.get(key), include_eds)

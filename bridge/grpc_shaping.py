@@ -294,17 +294,23 @@ def _setting_warnings(built: BuiltService, service: str) -> list[str]:
     return warnings
 
 
+def policy_warning(built: BuiltService, kind: ClientKind) -> str | None:
+    """What ``kind`` uses instead of the service's ``xds-lb-policy`` (None: that very policy)."""
+    requested = requested_policy(built.cluster)
+    chosen = chosen_policy(requested, kind)
+    if chosen == requested:
+        return None
+    return (
+        f"service {service_name(built.cluster)!r}: xds-lb-policy {requested} has no equivalent "
+        f"in {kind.label}; it uses {chosen}"
+    )
+
+
 def grpc_warnings(built: BuiltService, kind: ClientKind) -> list[str]:
     """What ``kind`` does differently from Envoy for this service: the shaping warnings plus
     the load-balancing policy it ends up with when that is not the one asked for."""
-    shaped = shape_for_grpc(built)
-    service = service_name(built.cluster)
-    requested = requested_policy(built.cluster)
-    chosen = chosen_policy(requested, kind)
-    warnings = list(shaped.warnings)
-    if chosen != requested:
-        warnings.append(
-            f"service {service!r}: xds-lb-policy {requested} has no equivalent in {kind.label}; "
-            f"it uses {chosen}"
-        )
+    warnings = list(shape_for_grpc(built).warnings)
+    policy = policy_warning(built, kind)
+    if policy is not None:
+        warnings.append(policy)
     return warnings

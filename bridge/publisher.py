@@ -1,9 +1,13 @@
 """Catalog → resources → snapshots: the one place where the bridge changes what Envoys get.
 
-Clusters and endpoints are the same for every node: they live in two shared
-:class:`~xds_server.resource.ResourceSet` objects, rebuilt per *changed service* only, and every
-node key's snapshot points at them. Listeners and routes are per node key and come from a
-:class:`NodeConfigSource` (the templates; none means the nodes get no listeners/routes).
+Clusters and endpoints are the same for every node of one kind: Envoys share two
+:class:`~xds_server.resource.ResourceSet` objects, rebuilt per *changed service* only, proxyless
+gRPC clients the two of their variant (:class:`~bridge.variants.GrpcVariant`), and every node
+key's snapshot points at its variant's pair. Listeners and routes are per node key and come from
+a :class:`NodeConfigSource` (the templates; none means the nodes get no listeners/routes).
+
+A service that loses its last instance is first served with no endpoints, in every variant; its
+cluster goes once the clients took that (:mod:`bridge.retirement`).
 
 Bursts of Consul updates are coalesced: the first change after a quiet period is published at
 once (no added latency), changes arriving within ``debounce`` seconds of a publish wait for the
@@ -40,14 +44,17 @@ from xds_server.resource import (
 
 from .catalog import Catalog, ServiceUpdate
 from .config_entries import ConfigEntriesUpdate
-from .gate import check_chain_resource, check_service
-from .model import ServiceView
+from .gate import check_service
 from .node_keys import NodeKeys, RefusedRender
+from .publish_steps import gate_chain, no_instance, serve_view
 from .quarantine import Quarantine
 from .resources import BuildSettings, build_service, cluster_name
+from .retirement import DeletionGate, Retirements
 from .retry import Retry, log_failure, some
 from .rollback import SHARED_TYPES, Rollbacks, chain_scope, nack_problem
 from .sources import NodeConfigSource, TrafficSource
+from .variant_safety import GatedChanges, keep_rollbacks, roll_back_grpc
+from .variants import GrpcVariant
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +78,13 @@ class Publisher:
         traffic: TrafficSource | None = None,
         quarantine: Quarantine | None = None,
         set_of: Callable[[base_pb2.Node], str] = lambda node: "",
+        deletion_gate: DeletionGate | None = None,
     ) -> None:
         """``on_rebuilt(publisher, seconds)`` is called after each rebuild (for metrics);
         ``traffic`` adds the clusters of Consul's config entries (None: no entries used);
         ``quarantine`` receives what the gate keeps from the nodes; ``set_of(node)`` names the
-        template set a node uses (refused renders are counted by it)."""
+        template set a node uses (refused renders are counted by it); ``deletion_gate`` says
+        when a service without instances may lose its cluster (None: at once)."""
         self.cache = cache
         self.traffic = traffic
         self.settings = settings or BuildSettings()
@@ -91,6 +100,8 @@ class Publisher:
         self.ready = False
         self._clusters = ResourceSet(CLUSTER)
         self._endpoints = ResourceSet(ENDPOINT)
+        self.grpc = GrpcVariant()
+        self.retirements = Retirements(deletion_gate, self._retired)
         self._warned: dict[str, frozenset[str]] = {}  # per service: the warnings logged
         self._pending: list[ServiceUpdate] = []
         self._pending_entries: ConfigEntriesUpdate | None = None
@@ -171,10 +182,12 @@ class Publisher:
 
     # ------------------------------------------------------------ node keys (KeyObserver)
     def key_opened(self, key: str, node: base_pb2.Node) -> None:
+        self.grpc.key_opened(key, node, self._endpoints)
         if self.ready:
             self._publish_key(key, node, services_changed=True)
 
     def key_released(self, key: str) -> None:
+        self.grpc.key_released(key)
         self.keys.release(key)
         self._unpublished.discard(key)
         self.cache.clear(key)
@@ -193,26 +206,36 @@ class Publisher:
             failed_before = self._unbuilt.pop(service, None) is not None
             view = self.catalog.view(service)
             name = cluster_name(service, self.settings)
-            if view is None:
+            emptied = self.retirements.emptied(service) if no_instance(view) else None
+            if view is None and self.retirements.may_go(service):
                 remove.append(name)
+                self.grpc.remove_service(service)
                 self._warned.pop(service, None)
                 self.quarantine.clear(f"service:{service}")
                 for type_url in SHARED_TYPES:
                     self.rollbacks.forget(type_url, name)
-                services_changed |= self._serve(service, None)
+                services_changed |= serve_view(self.served, service, None)
                 continue
-            try:
-                built = build_service(view, self.settings)
-            except Exception as exc:
-                log_failure(failed_before, exc, "building service %r failed", service)
-                self._unbuilt[service] = origin
-                continue
+            if emptied is not None:  # no instance left: no endpoints, until its cluster goes
+                built = emptied
+            else:
+                assert view is not None  # gone from the catalog: it went, or it is emptied
+                try:
+                    built = build_service(view, self.settings)
+                except Exception as exc:
+                    log_failure(failed_before, exc, "building service %r failed", service)
+                    self._unbuilt[service] = origin
+                    continue
             self._warn(service, built.warnings)
             problems = check_service(service, built, kept=name in self._clusters)
             self.quarantine.set(f"service:{service}", problems)
             if problems:  # its last good version (if any) stays served, and seen by templates
                 continue
-            services_changed |= self._serve(service, view)
+            services_changed |= serve_view(self.served, service, view)
+            if emptied is None:
+                services_changed |= self.retirements.served(service, built)
+            self.grpc.set_service(service, built, origin, leaving=emptied is not None)
+            services_changed |= name not in self._clusters
             cluster = make_resource(built.cluster, origin)
             if self.rollbacks.admit(self._clusters, cluster):
                 upsert_clusters.append(cluster)
@@ -223,11 +246,16 @@ class Publisher:
             elif name in self._endpoints:  # now a DNS cluster: its assignment is inline
                 self._endpoints = self._endpoints.with_changes(remove=[name])
         remove_endpoints = list(remove)
+        gated = None
         if self.traffic is not None:  # after the plain services: chain versions win
             # Chains see the served catalog, as templates do: never a service the gate refused.
             extra = self.traffic.rebuild(changed, self.served)
-            refused = self._gate_chain(self._clusters, extra.clusters, upsert_clusters)
-            refused |= self._gate_chain(self._endpoints, extra.endpoints, upsert_endpoints)
+            refused = gate_chain(
+                self.quarantine, self.rollbacks, self._clusters, extra.clusters, upsert_clusters
+            )
+            refused |= gate_chain(
+                self.quarantine, self.rollbacks, self._endpoints, extra.endpoints, upsert_endpoints
+            )
             if refused:  # the served version stays, not the plain one built above
                 upsert_clusters = [r for r in upsert_clusters if r.name not in refused]
                 upsert_endpoints = [r for r in upsert_endpoints if r.name not in refused]
@@ -241,14 +269,28 @@ class Publisher:
             remove.extend(extra.remove_clusters)
             remove_endpoints.extend(extra.remove_endpoints)
             services_changed |= extra.names_changed
+            gated = GatedChanges.of(  # the gRPC variant takes the chains as the gate lets them
+                extra.clusters,
+                extra.endpoints,
+                extra.remove_clusters,
+                extra.remove_endpoints,
+                [*upsert_clusters, *upsert_endpoints],
+            )
         self._clusters = self._clusters.with_changes(upsert_clusters, remove)
         self._endpoints = self._endpoints.with_changes(upsert_endpoints, remove_endpoints)
+        self.grpc.commit(self._endpoints, gated)
+        envoy_sets = {CLUSTER: self._clusters, ENDPOINT: self._endpoints}
+        keep_rollbacks(self.grpc, self.rollbacks.rolled_back, envoy_sets)
         if self.ready:
             self._publish_all(services_changed)
         if self._unbuilt:
             self._retry.schedule()
         if self.on_rebuilt is not None:
             self.on_rebuilt(self, time.perf_counter() - started)
+
+    def _retired(self, service: str) -> None:
+        """The deletion gate let a leaving service go: remove it (outside the gate's call)."""
+        asyncio.get_running_loop().call_soon(self._rebuild, {service: time.monotonic()})
 
     def rejected(
         self, type_url: str, resource: Resource, source: str, message: str, node_key: str
@@ -265,7 +307,11 @@ class Publisher:
         self, type_url: str, resource: Resource, source: str, message: str, node_key: str
     ) -> None:
         shared = {CLUSTER: self._clusters, ENDPOINT: self._endpoints}.get(type_url)
-        if shared is None or resource.name not in shared:  # a node key's own resource
+        served = shared.get(resource.name) if shared is not None else None
+        # A gRPC node rejecting the gRPC variant's own form of a shared resource: no earlier
+        # version of that form is known, so it is not rolled back.
+        grpc_own = served is not None and served.version != resource.version
+        if shared is None or served is None or (grpc_own and self.grpc.is_grpc(node_key)):
             action = "refused by the nodes that reject it (per-node resources are not rolled back)"
             self.keys.nacked(node_key, resource, nack_problem(resource, source, message, action))
             return
@@ -276,35 +322,10 @@ class Publisher:
             self._clusters = self._clusters.with_changes([replacement])
         else:
             self._endpoints = self._endpoints.with_changes([replacement])
+        # the very same resource served to gRPC nodes (a shared assignment) goes back too
+        roll_back_grpc(self.grpc, type_url, resource.version, replacement)
         if self.ready:
             self._publish_all(services_changed=False)
-
-    def _gate_chain(
-        self, served: ResourceSet, built: Iterable[Resource], into: list[Resource]
-    ) -> set[str]:
-        """Put a chain's resources through the gate and the rollbacks (into ``into``); returns
-        the names refused (their served version stays)."""
-        refused = set()
-        for resource in built:
-            problem = check_chain_resource(resource, kept=resource.name in served)
-            scope = chain_scope(resource.type_url, resource.name)
-            self.quarantine.set(scope, [problem] if problem is not None else [])
-            if problem is not None:
-                refused.add(resource.name)
-            elif self.rollbacks.admit(served, resource):
-                into.append(resource)
-        return refused
-
-    def _serve(self, service: str, view: ServiceView | None) -> bool:
-        """Make the served catalog show ``view`` of ``service`` (None: not served); returns
-        whether it changed."""
-        current = self.served.view(service)
-        datacenters = {*(current.instances if current else ()), *(view.instances if view else ())}
-        updates = [
-            ServiceUpdate(service, dc, view.instances.get(dc) if view else None)
-            for dc in sorted(datacenters)
-        ]
-        return bool(self.served.apply(updates))
 
     def _warn(self, service: str, warnings: Sequence[str]) -> None:
         """Log each warning of ``service`` once while it lasts."""
@@ -333,6 +354,9 @@ class Publisher:
         self.cache.set_snapshot(key, snapshot)
 
     def _snapshot(self, key: str, node: base_pb2.Node, services_changed: bool) -> Snapshot:
+        clusters, endpoints = self._clusters, self._endpoints
+        if self.grpc.is_grpc(key):
+            clusters, endpoints = self.grpc.clusters, self.grpc.endpoints
         extras = self.keys.extras.get(key)
         if self.node_config is not None:
             rendered = self.node_config.node_resources(key, node, self.served, services_changed)
@@ -345,16 +369,15 @@ class Publisher:
                 # CDS state without them) would remove what its Envoys hold. Send none of them
                 # until a render succeeds and passes the gate; endpoints still flow.
                 return Snapshot(
-                    {CLUSTER: self._clusters, ENDPOINT: self._endpoints},
+                    {CLUSTER: clusters, ENDPOINT: endpoints},
                     withheld=frozenset({CLUSTER, LISTENER, ROUTE}),
                 )
-        clusters = self._clusters
         if extras is not None and extras.clusters:
             clusters = clusters.with_changes(extras.clusters)
         return Snapshot(
             {
                 CLUSTER: clusters,
-                ENDPOINT: self._endpoints,
+                ENDPOINT: endpoints,
                 LISTENER: extras.listeners if extras else ResourceSet(LISTENER),
                 ROUTE: extras.routes if extras else ResourceSet(ROUTE),
             }

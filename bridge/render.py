@@ -4,7 +4,9 @@ bridge's JSON, or with ``--format config_dump`` as that node's Envoy ``/config_d
 The catalog comes from Consul (one complete read, as ``serve`` does before it becomes ready) or
 from a saved catalog file: a JSON object ``{"<datacenter>": {"<service>": [...]}}`` whose lists
 are ``/v1/health/service/<service>`` bodies; the first datacenter is the local one. The resources
-then go through the same publisher and templates as in ``serve``.
+then go through the same publisher and templates as in ``serve``. A proxyless gRPC node
+(``render --grpc``) gets the gRPC variant of the clusters and endpoints, as in ``serve``; the
+output says which variant it is (``"variant": "envoy"`` or ``"grpc"``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from xds_server.cache import SnapshotCache
 
 from .app import BridgeConfig, node_key_function
 from .catalog import ServiceUpdate
+from .client_kinds import as_grpc_client
 from .config_dump import config_dump
 from .consul import CatalogWatcher, ConsulClient
 from .consul_settings import ConsulSettings
@@ -83,10 +86,13 @@ async def catalog_from_consul(
     return list(watcher.datacenters), updates
 
 
-def node_of(node_id: str, node_cluster: str, metadata: Mapping[str, str]) -> base_pb2.Node:
+def node_of(
+    node_id: str, node_cluster: str, metadata: Mapping[str, str], grpc: bool = False
+) -> base_pb2.Node:
+    """The node to render for; ``grpc``: a proxyless gRPC client."""
     node = base_pb2.Node(id=node_id, cluster=node_cluster)
     node.metadata.update(dict(metadata))
-    return node
+    return as_grpc_client(node) if grpc else node
 
 
 async def render(
@@ -108,4 +114,4 @@ async def render(
     key = cache.watch(node, lambda changed: None)
     if output == "config_dump":
         return config_dump(cache.get(key), include_eds)
-    return resources_view(node.id, key, cache.get(key))
+    return resources_view(node.id, key, cache.get(key), publisher.grpc.variant_of(key))

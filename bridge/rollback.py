@@ -74,6 +74,11 @@ class Rollbacks:
         if self._rejected.pop((type_url, name), None) is not None:
             self.quarantine.clear(nack_scope(type_url, name))
 
+    @property
+    def rolled_back(self) -> dict[tuple[str, str], str]:
+        """Per (type URL, name) the version rejected and not served."""
+        return dict(self._rejected)
+
     def is_rolled_back(self, type_url: str, name: str, version: str) -> bool:
         return self._rejected.get((type_url, name)) == version
 

@@ -156,7 +156,9 @@ async def test_grpc_clients_get_the_grpc_routes_and_cluster_variants() -> None:
     grpc = h.node_resources(grpc_node())[CLUSTER]
     assert envoy["web~v1"].lb_policy == cluster_pb2.Cluster.MAGLEV
     assert grpc["web~v1"].lb_policy == cluster_pb2.Cluster.RING_HASH
-    assert grpc["api"] is envoy["api"]  # everything else is shared
+    # Plain services: the gRPC variant (shared by gRPC nodes), with gRPC's typed policy list.
+    assert len(grpc["api"].load_balancing_policy.policies) == 1
+    assert grpc["api"] is h.publisher.grpc.clusters["api"].message
 
     [context] = [s for s in h.traffic.views.values() if s.service == "web"]
     [route] = json.loads(context.grpc_routes_json)

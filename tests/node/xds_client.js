@@ -6,10 +6,11 @@
  *
  * Prints JSON lines on stdout. The first is {"event":"ready", versions...}. Then one command per
  * stdin line:
- *   call N   makes N unary calls of /echo.Echo/Who (raw bytes, wait-for-ready, 5 s deadline each)
- *            on one long-lived channel and prints {"event":"calls","answers":[...]}; a failed call
- *            is "error: <CODE>: <details>" (an xDS NACK shows up here as UNAVAILABLE with the
- *            client's validation message).
+ *   call N [TARGET]  makes N unary calls of /echo.Echo/Who (raw bytes, wait-for-ready, 5 s
+ *            deadline each) on one long-lived channel per target (TARGET by default) and prints
+ *            {"event":"calls","answers":[...]}; a failed call is "error: <CODE>: <details>" (an
+ *            xDS NACK shows up here as UNAVAILABLE with the client's validation message).
+ *   try N [TARGET]   the same, failing fast (no wait-for-ready, 2 s deadline).
  * EOF ends the process, and so does MAX_SECONDS (default 120): {"event":"timeout"}, exit 3.
  * An invalid bootstrap is {"event":"bootstrap_error","message":...}, exit 4.
  */
@@ -20,6 +21,7 @@ const readline = require('node:readline');
 
 const METHOD = '/echo.Echo/Who';
 const CALL_DEADLINE_MS = 5000;
+const TRY_DEADLINE_MS = 2000;
 
 function emit(event) {
   process.stdout.write(JSON.stringify(event) + '\n');
@@ -30,15 +32,15 @@ function codeName(code) {
   return entry ? entry[0] : String(code);
 }
 
-function callOnce(client) {
+function callOnce(client, failFast) {
   return new Promise((resolve) => {
-    const deadline = new Date(Date.now() + CALL_DEADLINE_MS);
+    const deadline = new Date(Date.now() + (failFast ? TRY_DEADLINE_MS : CALL_DEADLINE_MS));
     client.makeUnaryRequest(
       METHOD,
       (value) => value,
       (value) => value,
       Buffer.alloc(0),
-      new grpc.Metadata({ waitForReady: true }),
+      new grpc.Metadata({ waitForReady: !failFast }),
       { deadline },
       (error, reply) => {
         if (error) {
@@ -51,13 +53,14 @@ function callOnce(client) {
   });
 }
 
-async function handle(client, line) {
-  const [command, argument] = line.trim().split(/\s+/, 2);
-  if (command === 'call') {
+async function handle(clientFor, line) {
+  const [command, argument, target] = line.trim().split(/\s+/, 3);
+  if (command === 'call' || command === 'try') {
     const count = Number.parseInt(argument || '1', 10);
+    const client = clientFor(target);
     const answers = [];
     for (let i = 0; i < count; i += 1) {
-      answers.push(await callOnce(client));
+      answers.push(await callOnce(client, command === 'try'));
     }
     emit({ event: 'calls', answers });
   } else if (command) {
@@ -81,7 +84,15 @@ function main() {
     process.exit(4);
   }
   xds.register();
-  const client = new grpc.Client(target, grpc.credentials.createInsecure());
+  const clients = new Map();
+  const clientFor = (wanted) => {
+    const name = wanted || target;
+    if (!clients.has(name)) {
+      clients.set(name, new grpc.Client(name, grpc.credentials.createInsecure()));
+    }
+    return clients.get(name);
+  };
+  clientFor(target);
   const timer = setTimeout(() => {
     emit({ event: 'timeout', seconds: maxSeconds });
     process.exit(3);
@@ -96,12 +107,12 @@ function main() {
   let queue = Promise.resolve();
   const input = readline.createInterface({ input: process.stdin });
   input.on('line', (line) => {
-    queue = queue.then(() => handle(client, line));
+    queue = queue.then(() => handle(clientFor, line));
   });
   input.on('close', () => {
     queue.then(() => {
       clearTimeout(timer);
-      client.close();
+      clients.forEach((client) => client.close());
       process.exit(0);
     });
   });

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from .node_client import install_node_client
+from .clients import install_node_client
 
 
 @pytest.fixture(scope="session")

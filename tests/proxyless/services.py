@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from contextlib import AbstractAsyncContextManager
-from pathlib import Path
-from typing import Any, Protocol
+from collections.abc import Iterable, Sequence
 
 from envoy.config.listener.v3 import listener_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
@@ -17,11 +14,8 @@ from google.protobuf.message import Message
 from bridge.model import Check, Instance, ServiceView
 from bridge.resources import BuildSettings, BuiltService, build_service
 from tests.conftest import XdsServer
-from tests.templates.support import grpc_client
 from xds_server.cache import Snapshot
 from xds_server.resource import make_resource
-
-from .node_client import node_client
 
 
 def instance(
@@ -78,21 +72,3 @@ def nacks(xds: XdsServer, node_id: str) -> list[str]:
         for type_url, state in info.types.items()
         if state.last_nack is not None
     ]
-
-
-class Caller(Protocol):
-    async def calls(self, count: int = 8, timeout: float = 60) -> list[str]: ...
-
-
-ClientFactory = Callable[[str, dict[str, Any], Path], AbstractAsyncContextManager[Caller]]
-
-
-def node_factory(target: str, bootstrap: dict[str, Any], workdir: Path) -> Any:
-    return node_client(target, bootstrap, workdir)
-
-
-def python_factory(target: str, bootstrap: dict[str, Any], workdir: Path) -> Any:
-    return grpc_client(target, bootstrap, workdir)
-
-
-CLIENTS: dict[str, ClientFactory] = {"node": node_factory, "python": python_factory}

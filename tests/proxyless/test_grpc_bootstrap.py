@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from bridge.bootstrap import BootstrapOptions, grpc_bootstrap
+from tests.support.cli import run_cli
 
 
 def test_node_identity_servers_and_features() -> None:
@@ -111,3 +113,32 @@ def test_cli_prints_the_json() -> None:
     document = json.loads(result.stdout)
     assert document["xds_servers"][0]["server_uri"] == "127.0.0.1:18000"
     assert document["node"]["locality"] == {"region": "dc1"}
+
+
+def test_cli_asks_for_resource_deletion_to_be_ignored_only_for_grpc() -> None:
+    base = ["bootstrap", "--node-id", "grpc-1", "--node-cluster", "clients"]
+    result = run_cli(*base, "--grpc", "--ignore-resource-deletion")
+    assert result.returncode == 0, result.stderr
+    [server] = json.loads(result.stdout)["xds_servers"]
+    assert server["server_features"] == ["xds_v3", "ignore_resource_deletion"]
+    refused = run_cli(*base, "--ignore-resource-deletion")
+    assert refused.returncode == 2
+    assert "--grpc" in refused.stderr
+
+
+def test_render_shows_the_grpc_variant_a_grpc_client_gets(tmp_path: Path) -> None:
+    entry = {
+        "Node": {"Node": "n1", "Address": "10.0.0.1"},
+        "Service": {"ID": "web-1", "Service": "web", "Port": 8080, "Address": "backend.local"},
+        "Checks": [],
+    }
+    catalog = tmp_path / "catalog.json"
+    catalog.write_text(json.dumps({"dc1": {"web": [entry]}}))
+    result = run_cli("render", "--node-id", "app-1", "--grpc", "--catalog", str(catalog))
+    assert result.returncode == 0, result.stderr
+    rendered = json.loads(result.stdout)
+    assert rendered["variant"] == "grpc"
+    clusters = {c["name"]: c["resource"] for c in rendered["resources"]["cluster"]["items"]}
+    assert sorted(clusters) == ["web", "web~dns~backend.local:8080"]
+    assert clusters["web"]["cluster_type"]["name"] == "envoy.clusters.aggregate"
+    assert clusters["web~dns~backend.local:8080"]["type"] == "LOGICAL_DNS"

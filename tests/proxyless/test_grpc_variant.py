@@ -21,7 +21,8 @@ from tests.conftest import XdsServer
 from tests.support.waiting import eventually
 from tests.templates.support import EchoServer, echo_servers
 
-from .services import CLIENTS, Caller, api_listener, built, instance, nacks, serve
+from .clients import CLIENTS, ProxylessClient
+from .services import api_listener, built, instance, nacks, serve
 
 pytestmark = pytest.mark.usefixtures("node_installed")
 
@@ -56,7 +57,7 @@ def grpc_variant(service: BuiltService) -> list[Message]:
     return [*shaped.clusters, *shaped.load_assignments, api_listener(name, name)]
 
 
-async def answers_until(client: Caller, wanted: set[str], what: str) -> set[str]:
+async def answers_until(client: ProxylessClient, wanted: set[str], what: str) -> set[str]:
     """Calls until every backend in ``wanted`` answered (a timeout shows the answers seen)."""
     seen: set[str] = set()
 
@@ -68,7 +69,7 @@ async def answers_until(client: Caller, wanted: set[str], what: str) -> set[str]
     return await eventually(probe, lambda got: wanted <= got, timeout=40, what=what)
 
 
-async def the_nack(client: Caller, xds: XdsServer, node_id: str) -> str:
+async def the_nack(client: ProxylessClient, xds: XdsServer, node_id: str) -> str:
     """The one NACK a client sends for what it was served (a call makes a channel resolve)."""
     answers = await client.calls(1)
     assert answers[0].startswith("error"), answers

@@ -19,7 +19,7 @@ from __future__ import annotations
 from google.protobuf import message
 
 from .domains import DroppedHost, check_route_domains
-from .walk import MAX_PROBLEMS, check_message
+from .walk import MAX_DEPTH, MAX_PROBLEMS, check_message
 
 
 class InvalidResource(ValueError):
@@ -45,6 +45,7 @@ def validate(msg: message.Message) -> None:
 
 
 __all__ = [
+    "MAX_DEPTH",
     "MAX_PROBLEMS",
     "DroppedHost",
     "InvalidResource",

@@ -36,7 +36,7 @@ def check_value(
     problems: list[str],
 ) -> None:
     which = rules.WhichOneof("type")
-    if which is None or which == "message":
+    if which is None:
         return
     if isinstance(value, message.Message) and value.DESCRIPTOR.full_name in _WRAPPERS:
         value = cast(Any, value).value  # PGV applies scalar rules to a wrapper's value

@@ -77,9 +77,10 @@ def _plan(desc: descriptor.Descriptor) -> _MessagePlan | None:
 def _unset_problem(fp: _FieldPlan) -> str | None:
     """What is wrong with ``fp``'s field when it is left unset (its default), if anything."""
     assert fp.rules is not None
-    which = fp.rules.WhichOneof("type")
-    if which == "message" and fp.rules.message.skip:
+    # ``message`` rules are a field of FieldRules of their own, not in its ``type`` oneof
+    if fp.rules.HasField("message") and fp.rules.message.skip:
         return None
+    which = fp.rules.WhichOneof("type")
     if not fp.field.is_repeated and fp.is_message:
         return "value is required" if _required(fp.rules) else None
     problems: list[str] = []
@@ -127,7 +128,7 @@ def _check_field(value: Any, fp: _FieldPlan, path: str, problems: list[str], dep
     """A field that is set (present, non-default or non-empty)."""
     rules = fp.rules
     which = rules.WhichOneof("type") if rules is not None else None
-    if which == "message" and rules is not None and rules.message.skip:
+    if rules is not None and rules.HasField("message") and rules.message.skip:
         return
     if fp.field.is_repeated:
         if which == "repeated" and rules is not None:
@@ -149,9 +150,9 @@ def _check_field(value: Any, fp: _FieldPlan, path: str, problems: list[str], dep
 
 
 def _required(rules: validate_pb2.FieldRules) -> bool:
+    if rules.HasField("message") and rules.message.required:
+        return True
     which = rules.WhichOneof("type")
-    if which == "message":
-        return bool(rules.message.required)
     if which in ("duration", "timestamp", "any"):
         return bool(getattr(rules, which).required)
     return False
