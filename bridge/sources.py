@@ -28,8 +28,8 @@ class NodeConfigSource(Protocol):
         ...
 
 
-class ResourceChanges(Protocol):
-    """Changes to the shared cluster and endpoint sets (removals applied first)."""
+class SetChanges(Protocol):
+    """Changes to a pair of cluster and endpoint sets (removals applied first)."""
 
     @property
     def clusters(self) -> Sequence[Resource]: ...
@@ -39,6 +39,11 @@ class ResourceChanges(Protocol):
     def remove_clusters(self) -> Sequence[str]: ...
     @property
     def remove_endpoints(self) -> Sequence[str]: ...
+
+
+class ResourceChanges(SetChanges, Protocol):
+    """Changes to the shared sets, and whether the set of cluster names changed."""
+
     @property
     def names_changed(self) -> bool: ...
 

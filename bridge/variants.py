@@ -29,7 +29,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 from envoy.config.core.v3 import base_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
@@ -41,6 +40,7 @@ from xds_server.tracking import BaseObserver, StreamInfo
 from .client_kinds import ClientKind, Variant, classify
 from .grpc_shaping import GrpcService, policy_warning, shape_for_grpc
 from .resources import BuiltService
+from .sources import SetChanges
 
 log = logging.getLogger(__name__)
 
@@ -78,19 +78,6 @@ class KindWarnings:
     def forget(self, service: str) -> None:
         for key in [key for key in self._logged if key[0] == service]:
             del self._logged[key]
-
-
-class TrafficChanges(Protocol):
-    """What config-entry chains change in the Envoy sets (removals first, then upserts)."""
-
-    @property
-    def clusters(self) -> Sequence[Resource]: ...
-    @property
-    def endpoints(self) -> Sequence[Resource]: ...
-    @property
-    def remove_clusters(self) -> Sequence[str]: ...
-    @property
-    def remove_endpoints(self) -> Sequence[str]: ...
 
 
 @dataclass(slots=True)
@@ -177,7 +164,7 @@ class GrpcVariant:
             self._owner.pop(str(served.built.cluster.name), None)
         self._dirty.add(service)
 
-    def commit(self, envoy_endpoints: ResourceSet, chains: TrafficChanges | None = None) -> None:
+    def commit(self, envoy_endpoints: ResourceSet, chains: SetChanges | None = None) -> None:
         """Apply the changes reported since the last commit and what the config-entry
         ``chains`` change (nothing is built while no gRPC node key was ever opened).
         ``envoy_endpoints`` lends its resources where both variants carry the same assignment,
@@ -241,7 +228,7 @@ class GrpcVariant:
         self._gone.clear()
 
     # ------------------------------------------------------------ config-entry chains
-    def _take_chains(self, chains: TrafficChanges) -> None:
+    def _take_chains(self, chains: SetChanges) -> None:
         for type_url, upserts, removals in (
             (CLUSTER, chains.clusters, chains.remove_clusters),
             (ENDPOINT, chains.endpoints, chains.remove_endpoints),
