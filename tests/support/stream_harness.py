@@ -10,6 +10,7 @@ from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 from google.rpc import status_pb2
 
+from tests.support.xds_client import delta_request
 from xds_server.cache import NodeKeyFunc, Snapshot, SnapshotCache, node_key_by_id
 from xds_server.delta import DeltaStream
 from xds_server.limits import Limits
@@ -79,13 +80,7 @@ class Harness:
         initial: dict[str, str] | None = None,
         error: str | None = None,
     ) -> bool:
-        request = discovery_pb2.DeltaDiscoveryRequest(
-            type_url=type_url,
-            resource_names_subscribe=list(subscribe),
-            resource_names_unsubscribe=list(unsubscribe),
-            response_nonce=nonce,
-            initial_resource_versions=initial or {},
-        )
+        request = delta_request(type_url, subscribe, unsubscribe, nonce, initial)
         return self.stream.handle_request(self._with_node(request, error))
 
     def responses(self) -> list[Any]:

@@ -123,13 +123,7 @@ class DeltaClient:
         initial: dict[str, str] | None = None,
         error: str | None = None,
     ) -> None:
-        request = discovery_pb2.DeltaDiscoveryRequest(
-            type_url=type_url,
-            resource_names_subscribe=list(subscribe),
-            resource_names_unsubscribe=list(unsubscribe),
-            response_nonce=nonce,
-            initial_resource_versions=initial or {},
-        )
+        request = delta_request(type_url, subscribe, unsubscribe, nonce, initial)
         if self._first:
             request.node.CopyFrom(self.node)
             self._first = False
@@ -159,3 +153,20 @@ class DeltaClient:
 
 def delta_versions(response: Any) -> dict[str, str]:
     return {r.name: r.version for r in response.resources}
+
+
+def delta_request(
+    type_url: str,
+    subscribe: Iterable[str] = (),
+    unsubscribe: Iterable[str] = (),
+    nonce: str = "",
+    initial: dict[str, str] | None = None,
+) -> discovery_pb2.DeltaDiscoveryRequest:
+    """A delta request as the tests' clients send it."""
+    return discovery_pb2.DeltaDiscoveryRequest(
+        type_url=type_url,
+        resource_names_subscribe=list(subscribe),
+        resource_names_unsubscribe=list(unsubscribe),
+        response_nonce=nonce,
+        initial_resource_versions=initial or {},
+    )
